@@ -6,8 +6,7 @@ use aws_lc_rs::agreement::{self, ECDH_P256};
 use aws_lc_rs::encoding::AsBigEndian;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair,
-    UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
 };
 use zeroize::Zeroizing;
 
@@ -36,8 +35,7 @@ impl PublicKey {
             return Err(CryptoError::InvalidKey("public keys must be uncompressed"));
         }
         // An ECDH with a throwaway key validates that the point is on the curve.
-        let probe = agreement::PrivateKey::generate(&ECDH_P256)
-            .map_err(|_| CryptoError::Random)?;
+        let probe = agreement::PrivateKey::generate(&ECDH_P256).map_err(|_| CryptoError::Random)?;
         hazmat::ecies_key(&probe, &array)
             .map_err(|_| CryptoError::InvalidKey("not a point on P-256"))?;
         Ok(Self(array))
@@ -50,8 +48,7 @@ impl PublicKey {
 
     /// `ECIES(Q, P)`: a fresh ephemeral key and nonce; output is `65 + 28 + len(P)` bytes.
     pub fn ecies_seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let ephemeral =
-            agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key generation");
+        let ephemeral = agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key generation");
         hazmat::ecies_seal_inner(&self.0, &ephemeral, random_bytes(), plaintext)
             .expect("a validated public key always agrees")
     }
@@ -122,7 +119,9 @@ impl KeyPair {
             scalar.copy_from_slice(&der[36..68]);
             let pair = Self::from_scalar(&scalar)?;
             if pair.public.as_bytes()[..] != der[73..] {
-                return Err(CryptoError::InvalidKey("public key does not match private key"));
+                return Err(CryptoError::InvalidKey(
+                    "public key does not match private key",
+                ));
             }
             return Ok(pair);
         }
@@ -225,11 +224,17 @@ mod tests {
         let pair = KeyPair::generate();
         let sig = pair.sign(b"message");
         pair.public_key().verify(b"message", &sig).unwrap();
-        assert_eq!(pair.public_key().verify(b"messagf", &sig), Err(CryptoError::Signature));
+        assert_eq!(
+            pair.public_key().verify(b"messagf", &sig),
+            Err(CryptoError::Signature)
+        );
         let mut bad = sig.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert_eq!(pair.public_key().verify(b"message", &bad), Err(CryptoError::Signature));
+        assert_eq!(
+            pair.public_key().verify(b"message", &bad),
+            Err(CryptoError::Signature)
+        );
         assert_eq!(
             KeyPair::generate().public_key().verify(b"message", &sig),
             Err(CryptoError::Signature)

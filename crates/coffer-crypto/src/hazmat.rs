@@ -67,7 +67,7 @@ pub fn cbc_seal_with_iv(key: &SymmetricKey, iv: [u8; 16], plaintext: &[u8]) -> V
 }
 
 pub(crate) fn cbc_open(key: &SymmetricKey, envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    if envelope.len() < 32 || envelope.len() % 16 != 0 {
+    if envelope.len() < 32 || !envelope.len().is_multiple_of(16) {
         return Err(CryptoError::Decrypt);
     }
     let (iv, body) = envelope.split_at(16);

@@ -111,7 +111,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// A new random UID: 16 bytes, B64URL without padding (22 characters), never starting with
 /// `-` or `_` (PROTOCOL.md §3.10).
 pub fn make_uid() -> String {
-    make_uid_from(|| random_bytes::<16>())
+    make_uid_from(random_bytes::<16>)
 }
 
 /// The UID rule of PROTOCOL.md §3.10 over an arbitrary source of 16-byte draws.
@@ -131,7 +131,8 @@ pub fn make_uid_from(mut draw: impl FnMut() -> [u8; 16]) -> String {
 /// True when `s` has the shape of a UID: 22 characters of the B64URL alphabet.
 pub fn is_uid(s: &str) -> bool {
     s.len() == 22
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -160,7 +161,10 @@ mod tests {
         }
         draws.push(good);
         draws.push(bad);
-        assert_eq!(make_uid_from(|| draws.pop().unwrap()), "EgECAwQFBgcICQoLDA0ODw");
+        assert_eq!(
+            make_uid_from(|| draws.pop().unwrap()),
+            "EgECAwQFBgcICQoLDA0ODw"
+        );
     }
 
     #[test]

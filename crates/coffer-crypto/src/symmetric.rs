@@ -102,7 +102,10 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 6 + crate::GCM_OVERHEAD);
         assert_eq!(gcm_open(&key, &a).unwrap(), b"secret");
-        assert_eq!(gcm_open(&SymmetricKey::generate(), &a), Err(CryptoError::Decrypt));
+        assert_eq!(
+            gcm_open(&SymmetricKey::generate(), &a),
+            Err(CryptoError::Decrypt)
+        );
         assert_eq!(gcm_open(&key, &a[..27]), Err(CryptoError::Decrypt));
     }
 

@@ -1,1 +1,1254 @@
-//! placeholder
+//! SQLite implementation of Coffer's [`Store`] trait.
+//!
+//! One database file holds everything. It is opened in WAL mode with `synchronous = FULL`, so a
+//! write is on disk (WAL fsynced) before the method that made it returns, and readers never block
+//! the writer. Foreign keys are enforced, and a busy timeout of ten seconds lets several
+//! connections (or several processes) queue for the single write lock instead of failing.
+//!
+//! Conditional writes are decided inside the database: either as one statement whose `WHERE`
+//! clause carries the condition (SQLite runs every write statement under the write lock), or, when
+//! a method has to read before it writes, inside a `BEGIN IMMEDIATE` transaction that takes the
+//! write lock up front so that two such transactions never both read and then fail to upgrade.
+//!
+//! The schema lives in `migrations/` and is embedded in the binary; [`SqliteStore::open`] applies
+//! any migrations the file has not seen yet.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffer_store::{
+    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, Millis,
+    NewAuditEvent, OwnerRow, RecordRow, SessionRow, ShareKind, ShareRow, Store, StoreError,
+    StoreResult, UploadRow,
+};
+use sqlx::error::ErrorKind;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+/// The embedded schema migrations.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Connections in the pool. SQLite has one writer at a time; the rest serve concurrent reads.
+const POOL_SIZE: u32 = 5;
+/// How long a statement waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often opening retries the migrations (another process may be applying them right now).
+const MIGRATION_ATTEMPTS: u32 = 5;
+/// `list_audit` limit when the filter says 0.
+const AUDIT_DEFAULT_LIMIT: u32 = 100;
+/// Largest `list_audit` page.
+const AUDIT_MAX_LIMIT: u32 = 1000;
+
+// Column lists, as macros so that `concat!` can build `&'static str` statements from them.
+macro_rules! owner_cols {
+    () => {
+        "uid, email, kdf, auth_hash, encrypted_data_key, public_key, encrypted_private_key, \
+         created_at"
+    };
+}
+macro_rules! folder_cols {
+    () => {
+        "uid, owner_uid, parent_uid, root_uid, key, data, created_at"
+    };
+}
+macro_rules! record_cols {
+    () => {
+        "uid, owner_uid, root_folder_uid, folder_uid, key, owner_key, data, revision, created_at, \
+         updated_at"
+    };
+}
+macro_rules! file_cols {
+    () => {
+        "uid, record_uid, key, owner_key, data, size, created_at"
+    };
+}
+macro_rules! upload_cols {
+    () => {
+        "token_hash, file_uid, record_uid, file_key, file_owner_key, file_data, file_size, \
+         file_created_at, record_data, record_revision, actor, expires_at"
+    };
+}
+macro_rules! app_cols {
+    () => {
+        "uid, owner_uid, key, data, created_at"
+    };
+}
+macro_rules! share_cols {
+    () => {
+        "app_uid, target_uid, kind, key, editable"
+    };
+}
+macro_rules! device_cols {
+    () => {
+        "client_id, app_uid, name, encrypted_app_key, public_key, first_access_expires_at, \
+         ip_lock, bound_at, bound_ip, created_at, last_access_at"
+    };
+}
+macro_rules! audit_cols {
+    () => {
+        "id, owner_uid, at, actor, action, target, ip, detail"
+    };
+}
+
+/// The SQLite store. Cheap to clone (it is a connection pool handle).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing, with mode 0600 on unix) the database file at `path` and
+    /// brings its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        create_private_file(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(|e| backend("open", &e))?;
+        migrate(&pool).await?;
+        tracing::debug!(path = %path.display(), "sqlite store open");
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes every connection (waiting for running statements). Later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates `path` as an empty file readable only by its owner, unless it already exists.
+fn create_private_file(path: &Path) -> StoreResult<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(file) => {
+            // The mode above is filtered by the umask; set it explicitly as well.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| {
+                        StoreError::Backend(format!(
+                            "open: cannot restrict permissions of {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+            }
+            drop(file);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "open: cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Applies pending migrations. Two processes opening a new file at once can race on a
+/// migration (one of them then fails with "table exists"); a retry sees it applied.
+async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "sqlite migration failed, retrying");
+                attempt += 1;
+            }
+            Err(e) => return Err(StoreError::Backend(format!("migrate: {e}"))),
+        }
+    }
+}
+
+// ---- error mapping -----------------------------------------------------------------------
+
+/// A `Backend` error naming the operation. sqlx messages carry SQLite's text (constraint and
+/// table names), never bound values, so no secret ends up in it.
+fn backend(op: &str, e: &dyn std::fmt::Display) -> StoreError {
+    tracing::warn!(op, error = %e, "sqlite store error");
+    StoreError::Backend(format!("{op}: {e}"))
+}
+
+/// Maps a sqlx error: unique violations are `Conflict`, a missing referenced row is
+/// `Precondition`, `RowNotFound` is `NotFound`, anything else is `Backend`.
+fn map_err(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation => StoreError::Conflict,
+            ErrorKind::ForeignKeyViolation => {
+                StoreError::Precondition("referenced object does not exist")
+            }
+            _ => backend(op, &e),
+        },
+        _ => backend(op, &e),
+    }
+}
+
+/// Encodes a UID list as a JSON array, for `IN (SELECT value FROM json_each(?))`: one bind
+/// however long the list is.
+fn json_list(op: &'static str, uids: &[String]) -> StoreResult<String> {
+    serde_json::to_string(uids).map_err(|e| backend(op, &e))
+}
+
+// ---- row decoding ------------------------------------------------------------------------
+
+fn owner_from(row: &SqliteRow) -> Result<OwnerRow, sqlx::Error> {
+    Ok(OwnerRow {
+        uid: row.try_get("uid")?,
+        email: row.try_get("email")?,
+        kdf: row.try_get("kdf")?,
+        auth_hash: row.try_get("auth_hash")?,
+        encrypted_data_key: row.try_get("encrypted_data_key")?,
+        public_key: row.try_get("public_key")?,
+        encrypted_private_key: row.try_get("encrypted_private_key")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn folder_from(row: &SqliteRow) -> Result<FolderRow, sqlx::Error> {
+    Ok(FolderRow {
+        uid: row.try_get("uid")?,
+        owner_uid: row.try_get("owner_uid")?,
+        parent_uid: row.try_get("parent_uid")?,
+        root_uid: row.try_get("root_uid")?,
+        key: row.try_get("key")?,
+        data: row.try_get("data")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn record_from(row: &SqliteRow) -> Result<RecordRow, sqlx::Error> {
+    Ok(RecordRow {
+        uid: row.try_get("uid")?,
+        owner_uid: row.try_get("owner_uid")?,
+        root_folder_uid: row.try_get("root_folder_uid")?,
+        folder_uid: row.try_get("folder_uid")?,
+        key: row.try_get("key")?,
+        owner_key: row.try_get("owner_key")?,
+        data: row.try_get("data")?,
+        revision: row.try_get("revision")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn file_from(row: &SqliteRow) -> Result<FileRow, sqlx::Error> {
+    Ok(FileRow {
+        uid: row.try_get("uid")?,
+        record_uid: row.try_get("record_uid")?,
+        key: row.try_get("key")?,
+        owner_key: row.try_get("owner_key")?,
+        data: row.try_get("data")?,
+        size: row.try_get("size")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn upload_from(row: &SqliteRow) -> Result<UploadRow, sqlx::Error> {
+    Ok(UploadRow {
+        token_hash: row.try_get("token_hash")?,
+        file: FileRow {
+            uid: row.try_get("file_uid")?,
+            record_uid: row.try_get("record_uid")?,
+            key: row.try_get("file_key")?,
+            owner_key: row.try_get("file_owner_key")?,
+            data: row.try_get("file_data")?,
+            size: row.try_get("file_size")?,
+            created_at: row.try_get("file_created_at")?,
+        },
+        record_data: row.try_get("record_data")?,
+        record_revision: row.try_get("record_revision")?,
+        actor: row.try_get("actor")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn app_from(row: &SqliteRow) -> Result<AppRow, sqlx::Error> {
+    Ok(AppRow {
+        uid: row.try_get("uid")?,
+        owner_uid: row.try_get("owner_uid")?,
+        key: row.try_get("key")?,
+        data: row.try_get("data")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn share_from(row: &SqliteRow) -> StoreResult<ShareRow> {
+    let op = "share";
+    let kind: String = row.try_get("kind").map_err(map_err(op))?;
+    Ok(ShareRow {
+        app_uid: row.try_get("app_uid").map_err(map_err(op))?,
+        target_uid: row.try_get("target_uid").map_err(map_err(op))?,
+        kind: ShareKind::parse(&kind)?,
+        key: row.try_get("key").map_err(map_err(op))?,
+        editable: row.try_get("editable").map_err(map_err(op))?,
+    })
+}
+
+fn device_from(row: &SqliteRow) -> Result<DeviceRow, sqlx::Error> {
+    Ok(DeviceRow {
+        client_id: row.try_get("client_id")?,
+        app_uid: row.try_get("app_uid")?,
+        name: row.try_get("name")?,
+        encrypted_app_key: row.try_get("encrypted_app_key")?,
+        public_key: row.try_get("public_key")?,
+        first_access_expires_at: row.try_get("first_access_expires_at")?,
+        ip_lock: row.try_get("ip_lock")?,
+        bound_at: row.try_get("bound_at")?,
+        bound_ip: row.try_get("bound_ip")?,
+        created_at: row.try_get("created_at")?,
+        last_access_at: row.try_get("last_access_at")?,
+    })
+}
+
+fn audit_from(row: &SqliteRow) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        id: row.try_get("id")?,
+        event: NewAuditEvent {
+            at: row.try_get("at")?,
+            owner_uid: row.try_get("owner_uid")?,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            target: row.try_get("target")?,
+            ip: row.try_get("ip")?,
+            detail: row.try_get("detail")?,
+        },
+    })
+}
+
+/// Decodes every row with `decode`, mapping failures for `op`.
+fn decode_all<T>(
+    op: &'static str,
+    rows: &[SqliteRow],
+    decode: fn(&SqliteRow) -> Result<T, sqlx::Error>,
+) -> StoreResult<Vec<T>> {
+    rows.iter()
+        .map(|row| decode(row).map_err(map_err(op)))
+        .collect()
+}
+
+/// Orders folders depth-first pre-order: every folder right before its subtree, siblings (and
+/// the tops of the trees) by creation time, then UID. A folder whose parent is not among `rows`
+/// is treated as a top. Folders caught in a parent cycle (impossible through this API) are
+/// appended at the end rather than lost.
+fn preorder(mut rows: Vec<FolderRow>) -> Vec<FolderRow> {
+    rows.sort_by(|a, b| (a.created_at, &a.uid).cmp(&(b.created_at, &b.uid)));
+    let order = {
+        let position: HashMap<&str, usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.uid.as_str(), i))
+            .collect();
+        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut tops = Vec::new();
+        for (i, folder) in rows.iter().enumerate() {
+            match folder.parent_uid.as_deref().and_then(|p| position.get(p)) {
+                Some(&parent) if parent != i => children.entry(parent).or_default().push(i),
+                _ => tops.push(i),
+            }
+        }
+        // `rows` is sorted, so `tops` and each child list already are.
+        let mut seen = vec![false; rows.len()];
+        let mut order = Vec::with_capacity(rows.len());
+        let mut stack: Vec<usize> = tops.into_iter().rev().collect();
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            order.push(i);
+            if let Some(kids) = children.get(&i) {
+                stack.extend(kids.iter().rev().copied().filter(|&k| !seen[k]));
+            }
+        }
+        order.extend((0..rows.len()).filter(|&i| !seen[i]));
+        order
+    };
+    let mut slots: Vec<Option<FolderRow>> = rows.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}
+
+/// The effective `list_audit` page size.
+fn audit_limit(requested: u32) -> u32 {
+    match requested {
+        0 => AUDIT_DEFAULT_LIMIT,
+        n => n.min(AUDIT_MAX_LIMIT),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    // ---- server settings -------------------------------------------------------------
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err("setting"))
+    }
+
+    async fn setting_init(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        // One statement: inserts, or (on conflict) "updates" the row to itself, and in both
+        // cases returns what is stored now.
+        sqlx::query_scalar(
+            "INSERT INTO settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = settings.value \
+             RETURNING value",
+        )
+        .bind(key)
+        .bind(value)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err("setting_init"))
+    }
+
+    async fn setting_delete(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM settings WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("setting_delete"))?;
+        Ok(())
+    }
+
+    // ---- owners and sessions ---------------------------------------------------------
+
+    async fn owner_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owners")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err("owner_count"))?;
+        u64::try_from(n).map_err(|e| backend("owner_count", &e))
+    }
+
+    async fn create_owner(&self, owner: &OwnerRow, first: bool) -> StoreResult<()> {
+        // With `first`, the "no owner yet" condition is part of the insert itself.
+        let sql = if first {
+            concat!(
+                "INSERT INTO owners (",
+                owner_cols!(),
+                ") SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM owners)"
+            )
+        } else {
+            concat!(
+                "INSERT INTO owners (",
+                owner_cols!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            )
+        };
+        let done = sqlx::query(sql)
+            .bind(&owner.uid)
+            .bind(owner.email.to_lowercase())
+            .bind(&owner.kdf)
+            .bind(&owner.auth_hash)
+            .bind(&owner.encrypted_data_key)
+            .bind(&owner.public_key)
+            .bind(&owner.encrypted_private_key)
+            .bind(owner.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("create_owner"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Precondition("an owner already exists"));
+        }
+        Ok(())
+    }
+
+    async fn owner_by_email(&self, email: &str) -> StoreResult<OwnerRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            owner_cols!(),
+            " FROM owners WHERE email = ?"
+        ))
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("owner_by_email"))?
+        .ok_or(StoreError::NotFound)?;
+        owner_from(&row).map_err(map_err("owner_by_email"))
+    }
+
+    async fn owner(&self, uid: &str) -> StoreResult<OwnerRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            owner_cols!(),
+            " FROM owners WHERE uid = ?"
+        ))
+        .bind(uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("owner"))?
+        .ok_or(StoreError::NotFound)?;
+        owner_from(&row).map_err(map_err("owner"))
+    }
+
+    async fn create_session(&self, session: &SessionRow) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, owner_uid, expires_at) VALUES (?, ?, ?)")
+            .bind(&session.token_hash)
+            .bind(&session.owner_uid)
+            .bind(session.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("create_session"))?;
+        Ok(())
+    }
+
+    async fn session_owner(&self, token_hash: &[u8], now: Millis) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT owner_uid FROM sessions WHERE token_hash = ? AND expires_at > ?")
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err("session_owner"))?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn delete_session(&self, token_hash: &[u8], now: Millis) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at <= ?")
+            .bind(token_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("delete_session"))?;
+        Ok(())
+    }
+
+    // ---- folders -----------------------------------------------------------------------
+
+    async fn create_folder(&self, folder: &FolderRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO folders (",
+            folder_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&folder.uid)
+        .bind(&folder.owner_uid)
+        .bind(&folder.parent_uid)
+        .bind(&folder.root_uid)
+        .bind(&folder.key)
+        .bind(&folder.data)
+        .bind(folder.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err("create_folder"))?;
+        Ok(())
+    }
+
+    async fn folder(&self, uid: &str) -> StoreResult<FolderRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            folder_cols!(),
+            " FROM folders WHERE uid = ?"
+        ))
+        .bind(uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("folder"))?
+        .ok_or(StoreError::NotFound)?;
+        folder_from(&row).map_err(map_err("folder"))
+    }
+
+    async fn folders_of_owner(&self, owner_uid: &str) -> StoreResult<Vec<FolderRow>> {
+        let op = "folders_of_owner";
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            folder_cols!(),
+            " FROM folders WHERE owner_uid = ?"
+        ))
+        .bind(owner_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        Ok(preorder(decode_all(op, &rows, folder_from)?))
+    }
+
+    async fn folders_in_roots(&self, root_uids: &[String]) -> StoreResult<Vec<FolderRow>> {
+        let op = "folders_in_roots";
+        if root_uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            folder_cols!(),
+            " FROM folders WHERE root_uid IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(json_list(op, root_uids)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        Ok(preorder(decode_all(op, &rows, folder_from)?))
+    }
+
+    // ---- records and files ---------------------------------------------------------------
+
+    async fn create_record(&self, record: &RecordRow, actor: &str) -> StoreResult<()> {
+        let op = "create_record";
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err(op))?;
+        sqlx::query(concat!(
+            "INSERT INTO records (",
+            record_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&record.uid)
+        .bind(&record.owner_uid)
+        .bind(&record.root_folder_uid)
+        .bind(&record.folder_uid)
+        .bind(&record.key)
+        .bind(&record.owner_key)
+        .bind(&record.data)
+        .bind(record.revision)
+        .bind(record.created_at)
+        .bind(record.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err(op))?;
+        sqlx::query(
+            "INSERT INTO record_history (record_uid, revision, data, actor, at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&record.uid)
+        .bind(record.revision)
+        .bind(&record.data)
+        .bind(actor)
+        .bind(record.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err(op))?;
+        tx.commit().await.map_err(map_err(op))
+    }
+
+    async fn record(&self, uid: &str) -> StoreResult<RecordRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            record_cols!(),
+            " FROM records WHERE uid = ?"
+        ))
+        .bind(uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("record"))?
+        .ok_or(StoreError::NotFound)?;
+        record_from(&row).map_err(map_err("record"))
+    }
+
+    async fn records_of_owner(&self, owner_uid: &str) -> StoreResult<Vec<RecordRow>> {
+        let op = "records_of_owner";
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            record_cols!(),
+            " FROM records WHERE owner_uid = ? ORDER BY created_at, uid"
+        ))
+        .bind(owner_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, record_from)
+    }
+
+    async fn records_in_roots(&self, root_uids: &[String]) -> StoreResult<Vec<RecordRow>> {
+        let op = "records_in_roots";
+        if root_uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            record_cols!(),
+            " FROM records WHERE root_folder_uid IN (SELECT value FROM json_each(?)) \
+              ORDER BY created_at, uid"
+        ))
+        .bind(json_list(op, root_uids)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, record_from)
+    }
+
+    async fn records_by_uids(&self, uids: &[String]) -> StoreResult<Vec<RecordRow>> {
+        let op = "records_by_uids";
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            record_cols!(),
+            " FROM records WHERE uid IN (SELECT value FROM json_each(?)) \
+              ORDER BY created_at, uid"
+        ))
+        .bind(json_list(op, uids)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, record_from)
+    }
+
+    async fn files_of_records(&self, record_uids: &[String]) -> StoreResult<Vec<FileRow>> {
+        let op = "files_of_records";
+        if record_uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            file_cols!(),
+            " FROM files WHERE record_uid IN (SELECT value FROM json_each(?)) \
+              ORDER BY created_at, uid"
+        ))
+        .bind(json_list(op, record_uids)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, file_from)
+    }
+
+    async fn file(&self, uid: &str) -> StoreResult<FileRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            file_cols!(),
+            " FROM files WHERE uid = ?"
+        ))
+        .bind(uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("file"))?
+        .ok_or(StoreError::NotFound)?;
+        file_from(&row).map_err(map_err("file"))
+    }
+
+    // ---- uploads ---------------------------------------------------------------------------
+
+    async fn create_upload(&self, upload: &UploadRow) -> StoreResult<()> {
+        // The UNIQUE file_uid column rules out a second pending upload of the same file; the
+        // NOT EXISTS rules out reusing the UID of a complete file. One statement, so both are
+        // checked under the write lock.
+        let done = sqlx::query(concat!(
+            "INSERT INTO uploads (",
+            upload_cols!(),
+            ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+              WHERE NOT EXISTS (SELECT 1 FROM files WHERE uid = ?)"
+        ))
+        .bind(&upload.token_hash)
+        .bind(&upload.file.uid)
+        .bind(&upload.file.record_uid)
+        .bind(&upload.file.key)
+        .bind(&upload.file.owner_key)
+        .bind(&upload.file.data)
+        .bind(upload.file.size)
+        .bind(upload.file.created_at)
+        .bind(&upload.record_data)
+        .bind(upload.record_revision)
+        .bind(&upload.actor)
+        .bind(upload.expires_at)
+        .bind(&upload.file.uid)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err("create_upload"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    async fn upload(&self, token_hash: &[u8], now: Millis) -> StoreResult<UploadRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            upload_cols!(),
+            " FROM uploads WHERE token_hash = ? AND expires_at > ?"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("upload"))?
+        .ok_or(StoreError::NotFound)?;
+        upload_from(&row).map_err(map_err("upload"))
+    }
+
+    async fn complete_upload(&self, token_hash: &[u8], now: Millis) -> StoreResult<i64> {
+        let op = "complete_upload";
+        // Reads, then writes depending on what it read: take the write lock first.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err(op))?;
+        // Expiry is not checked here: the content has arrived, and `expire_uploads` deleting the
+        // row first is what makes a late completion fail.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            upload_cols!(),
+            " FROM uploads WHERE token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err(op))?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(map_err(op))?;
+            return Err(StoreError::NotFound);
+        };
+        let upload = upload_from(&row).map_err(map_err(op))?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT revision FROM records WHERE uid = ?")
+            .bind(&upload.file.record_uid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err(op))?;
+        let Some(current) = current else {
+            tx.rollback().await.map_err(map_err(op))?;
+            return Err(StoreError::NotFound);
+        };
+        if upload
+            .record_revision
+            .is_some_and(|expected| expected != current)
+        {
+            tx.rollback().await.map_err(map_err(op))?;
+            return Err(StoreError::Precondition("record is out of date"));
+        }
+        let revision = current + 1;
+        sqlx::query("UPDATE records SET data = ?, revision = ?, updated_at = ? WHERE uid = ?")
+            .bind(&upload.record_data)
+            .bind(revision)
+            .bind(now)
+            .bind(&upload.file.record_uid)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err(op))?;
+        sqlx::query(
+            "INSERT INTO record_history (record_uid, revision, data, actor, at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&upload.file.record_uid)
+        .bind(revision)
+        .bind(&upload.record_data)
+        .bind(&upload.actor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err(op))?;
+        sqlx::query(concat!(
+            "INSERT INTO files (",
+            file_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&upload.file.uid)
+        .bind(&upload.file.record_uid)
+        .bind(&upload.file.key)
+        .bind(&upload.file.owner_key)
+        .bind(&upload.file.data)
+        .bind(upload.file.size)
+        .bind(upload.file.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err(op))?;
+        sqlx::query("DELETE FROM uploads WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err(op))?;
+        tx.commit().await.map_err(map_err(op))?;
+        Ok(revision)
+    }
+
+    async fn expire_uploads(&self, now: Millis) -> StoreResult<Vec<String>> {
+        let mut uids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM uploads WHERE expires_at <= ? RETURNING file_uid")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err("expire_uploads"))?;
+        uids.sort();
+        Ok(uids)
+    }
+
+    // ---- applications and shares ------------------------------------------------------------
+
+    async fn create_app(&self, app: &AppRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO apps (",
+            app_cols!(),
+            ") VALUES (?, ?, ?, ?, ?)"
+        ))
+        .bind(&app.uid)
+        .bind(&app.owner_uid)
+        .bind(&app.key)
+        .bind(&app.data)
+        .bind(app.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err("create_app"))?;
+        Ok(())
+    }
+
+    async fn app(&self, uid: &str) -> StoreResult<AppRow> {
+        let row = sqlx::query(concat!("SELECT ", app_cols!(), " FROM apps WHERE uid = ?"))
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err("app"))?
+            .ok_or(StoreError::NotFound)?;
+        app_from(&row).map_err(map_err("app"))
+    }
+
+    async fn apps_of_owner(&self, owner_uid: &str) -> StoreResult<Vec<AppRow>> {
+        let op = "apps_of_owner";
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            app_cols!(),
+            " FROM apps WHERE owner_uid = ? ORDER BY created_at, uid"
+        ))
+        .bind(owner_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, app_from)
+    }
+
+    async fn put_share(&self, share: &ShareRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO shares (",
+            share_cols!(),
+            ") VALUES (?, ?, ?, ?, ?) \
+              ON CONFLICT (app_uid, target_uid) DO UPDATE SET \
+              kind = excluded.kind, key = excluded.key, editable = excluded.editable"
+        ))
+        .bind(&share.app_uid)
+        .bind(&share.target_uid)
+        .bind(share.kind.as_str())
+        .bind(&share.key)
+        .bind(share.editable)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err("put_share"))?;
+        Ok(())
+    }
+
+    async fn delete_share(&self, app_uid: &str, target_uid: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM shares WHERE app_uid = ? AND target_uid = ?")
+            .bind(app_uid)
+            .bind(target_uid)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("delete_share"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn shares_of_app(&self, app_uid: &str) -> StoreResult<Vec<ShareRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            share_cols!(),
+            " FROM shares WHERE app_uid = ? ORDER BY target_uid"
+        ))
+        .bind(app_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err("shares_of_app"))?;
+        rows.iter().map(share_from).collect()
+    }
+
+    // ---- devices ---------------------------------------------------------------------------
+
+    async fn create_device(&self, device: &DeviceRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO devices (",
+            device_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&device.client_id)
+        .bind(&device.app_uid)
+        .bind(&device.name)
+        .bind(&device.encrypted_app_key)
+        .bind(&device.public_key)
+        .bind(device.first_access_expires_at)
+        .bind(device.ip_lock)
+        .bind(device.bound_at)
+        .bind(&device.bound_ip)
+        .bind(device.created_at)
+        .bind(device.last_access_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err("create_device"))?;
+        Ok(())
+    }
+
+    async fn device(&self, client_id: &str) -> StoreResult<DeviceRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            device_cols!(),
+            " FROM devices WHERE client_id = ?"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("device"))?
+        .ok_or(StoreError::NotFound)?;
+        device_from(&row).map_err(map_err("device"))
+    }
+
+    async fn bind_device(
+        &self,
+        client_id: &str,
+        public_key: &[u8],
+        ip: &str,
+        now: Millis,
+    ) -> StoreResult<BindOutcome> {
+        let op = "bind_device";
+        // A bound key never changes back to NULL, so once the conditional update has lost, the
+        // key read afterwards is the one that won. The loop only repeats if the device vanished
+        // and reappeared unbound between the two statements.
+        for _ in 0..3 {
+            let done = sqlx::query(
+                "UPDATE devices SET public_key = ?, bound_at = ?, bound_ip = ? \
+                 WHERE client_id = ? AND public_key IS NULL",
+            )
+            .bind(public_key)
+            .bind(now)
+            .bind(ip)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err(op))?;
+            if done.rows_affected() == 1 {
+                return Ok(BindOutcome::Bound);
+            }
+            let bound: Option<Option<Vec<u8>>> =
+                sqlx::query_scalar("SELECT public_key FROM devices WHERE client_id = ?")
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err(op))?;
+            match bound {
+                None => return Err(StoreError::NotFound),
+                Some(Some(key)) if key == public_key => {
+                    return Ok(BindOutcome::AlreadyBoundSameKey);
+                }
+                Some(Some(_)) => return Ok(BindOutcome::AlreadyBoundOtherKey),
+                Some(None) => continue,
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "{op}: device keeps changing, giving up"
+        )))
+    }
+
+    async fn touch_device(&self, client_id: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE devices SET last_access_at = ? WHERE client_id = ?")
+            .bind(now)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("touch_device"))?;
+        Ok(())
+    }
+
+    async fn devices_of_app(&self, app_uid: &str) -> StoreResult<Vec<DeviceRow>> {
+        let op = "devices_of_app";
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            device_cols!(),
+            " FROM devices WHERE app_uid = ? ORDER BY created_at, client_id"
+        ))
+        .bind(app_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, device_from)
+    }
+
+    async fn delete_device(&self, app_uid: &str, client_id: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM devices WHERE app_uid = ? AND client_id = ?")
+            .bind(app_uid)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("delete_device"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- audit -----------------------------------------------------------------------------
+
+    async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (owner_uid, at, actor, action, target, ip, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.owner_uid)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(&event.ip)
+        .bind(&event.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err("append_audit"))?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
+        let op = "list_audit";
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            audit_cols!(),
+            " FROM audit_events WHERE 1 = 1"
+        ));
+        if let Some(owner_uid) = &filter.owner_uid {
+            query.push(" AND owner_uid = ").push_bind(owner_uid);
+        }
+        if let Some(actor) = &filter.actor {
+            query.push(" AND actor = ").push_bind(actor);
+        }
+        if let Some(prefix) = &filter.action_prefix {
+            // substr/length count characters, and unlike LIKE this is case-sensitive and has
+            // no wildcards to escape.
+            let chars = i64::try_from(prefix.chars().count()).map_err(|e| backend(op, &e))?;
+            query
+                .push(" AND substr(action, 1, ")
+                .push_bind(chars)
+                .push(") = ")
+                .push_bind(prefix);
+        }
+        if let Some(target) = &filter.target {
+            query.push(" AND target = ").push_bind(target);
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND at >= ").push_bind(since);
+        }
+        if let Some(before_id) = filter.before_id {
+            query.push(" AND id < ").push_bind(before_id);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(audit_limit(filter.limit)));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err(op))?;
+        decode_all(op, &rows, audit_from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(uid: &str, parent: Option<&str>, created_at: Millis) -> FolderRow {
+        FolderRow {
+            uid: uid.to_owned(),
+            owner_uid: "o".to_owned(),
+            parent_uid: parent.map(str::to_owned),
+            root_uid: String::new(),
+            key: Vec::new(),
+            data: Vec::new(),
+            created_at,
+        }
+    }
+
+    fn uids(rows: &[FolderRow]) -> Vec<&str> {
+        rows.iter().map(|f| f.uid.as_str()).collect()
+    }
+
+    #[test]
+    fn preorder_orders_parents_first_and_siblings_by_time_then_uid() {
+        let rows = vec![
+            folder("c2", Some("c"), 1),
+            folder("r2", None, 10),
+            folder("c", Some("r2"), 5),
+            folder("b", Some("r1"), 7),
+            folder("a", Some("r1"), 7),
+            folder("r1", None, 20),
+            folder("c1", Some("c"), 3),
+            folder("a1", Some("a"), 0),
+        ];
+        assert_eq!(
+            uids(&preorder(rows)),
+            ["r2", "c", "c2", "c1", "r1", "a", "a1", "b"]
+        );
+    }
+
+    #[test]
+    fn preorder_keeps_orphans_and_cycles() {
+        let rows = vec![
+            folder("x", Some("y"), 2),
+            folder("y", Some("x"), 1),
+            folder("orphan", Some("missing"), 5),
+            folder("root", None, 3),
+        ];
+        assert_eq!(uids(&preorder(rows)), ["root", "orphan", "y", "x"]);
+    }
+
+    #[test]
+    fn audit_limit_defaults_and_caps() {
+        assert_eq!(audit_limit(0), 100);
+        assert_eq!(audit_limit(7), 7);
+        assert_eq!(audit_limit(1000), 1000);
+        assert_eq!(audit_limit(5000), 1000);
+    }
+
+    #[tokio::test]
+    async fn connections_use_wal_full_sync_foreign_keys_and_busy_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("coffer.db"))
+            .await
+            .expect("open");
+        // Check every pooled connection, not just the first one handed out.
+        let mut conns = Vec::new();
+        for _ in 0..POOL_SIZE {
+            conns.push(store.pool.acquire().await.expect("acquire"));
+        }
+        for conn in &mut conns {
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("journal_mode");
+            assert_eq!(journal, "wal");
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("synchronous");
+            assert_eq!(sync, 2, "synchronous must be FULL");
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("foreign_keys");
+            assert_eq!(fk, 1);
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("busy_timeout");
+            assert_eq!(busy, 10_000);
+        }
+    }
+}

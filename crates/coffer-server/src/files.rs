@@ -1,0 +1,144 @@
+//! Encrypted file contents on local disk: `FILES/objects/xx/<uid>`.
+//!
+//! Uploads stream into `FILES/incoming/` (never buffered whole in memory), are fsynced, and
+//! are renamed into place only when complete and of the announced size.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::fsutil::sync_dir;
+
+/// Why an upload was not received.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// More bytes than allowed.
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// Fewer or more bytes than announced.
+    #[error("the upload had {got} bytes but {expected} were announced")]
+    SizeMismatch {
+        /// Announced.
+        expected: u64,
+        /// Received.
+        got: u64,
+    },
+    /// The client's stream failed (connection dropped, bad framing).
+    #[error("the upload was interrupted: {0}")]
+    Client(String),
+    /// Local disk failure.
+    #[error("disk error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A fully received, fsynced upload waiting to be published.
+#[derive(Debug)]
+pub struct Incoming {
+    path: PathBuf,
+    /// Bytes received.
+    pub size: u64,
+}
+
+/// The file store.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating) the store under `root`, removing leftovers of interrupted uploads.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root.join("objects"))?;
+        let incoming = root.join("incoming");
+        if incoming.exists() {
+            std::fs::remove_dir_all(&incoming)?;
+        }
+        std::fs::create_dir_all(&incoming)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn object_path(&self, uid: &str) -> PathBuf {
+        let shard: String = uid.chars().take(2).collect();
+        self.root.join("objects").join(shard).join(uid)
+    }
+
+    /// Streams a body to a temporary file, enforcing `max` and (if given) the exact size.
+    pub async fn receive<S, E>(
+        &self,
+        mut body: S,
+        expected: Option<u64>,
+        max: u64,
+    ) -> Result<Incoming, ReceiveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let name = coffer_crypto::encode_url(&coffer_crypto::random_bytes::<16>());
+        let path = self.root.join("incoming").join(name);
+        let result = async {
+            let mut file = tokio::fs::File::create(&path).await?;
+            let mut size: u64 = 0;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| ReceiveError::Client(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > max {
+                    return Err(ReceiveError::TooLarge(max));
+                }
+                if let Some(expected) = expected
+                    && size > expected
+                {
+                    return Err(ReceiveError::SizeMismatch { expected, got: size });
+                }
+                file.write_all(&chunk).await?;
+            }
+            if let Some(expected) = expected
+                && size != expected
+            {
+                return Err(ReceiveError::SizeMismatch { expected, got: size });
+            }
+            file.sync_all().await?;
+            Ok(size)
+        }
+        .await;
+        match result {
+            Ok(size) => Ok(Incoming { path, size }),
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Moves a received upload into place under `uid` (durably).
+    pub async fn publish(&self, incoming: Incoming, uid: &str) -> std::io::Result<()> {
+        let target = self.object_path(uid);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(&incoming.path, &target).await?;
+        tokio::task::spawn_blocking(move || sync_dir(&dir))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Discards a received upload.
+    pub async fn discard(&self, incoming: Incoming) {
+        let _ = tokio::fs::remove_file(&incoming.path).await;
+    }
+
+    /// Opens stored content for reading.
+    pub async fn open_object(&self, uid: &str) -> std::io::Result<tokio::fs::File> {
+        tokio::fs::File::open(self.object_path(uid)).await
+    }
+
+    /// Removes stored content (no error if absent).
+    pub async fn remove(&self, uid: &str) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.object_path(uid)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The KSM API: `POST /api/rest/sm/v1/{endpoint}` (PROTOCOL.md §2, §5).
+//!
+//! Each request: recover the transmission key (ECIES with the server key), open the body,
+//! identify the device by `clientId`, verify its signature, apply the device rules (binding,
+//! expiry, IP lock), run the endpoint, encrypt the answer with the same transmission key.
+
+mod auth;
+mod read;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coffer_crypto::{SymmetricKey, gcm_seal};
+use coffer_proto::ErrorCode;
+use coffer_store::NewAuditEvent;
+use serde::Serialize;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, now_ms};
+
+pub use auth::Caller;
+
+/// What an endpoint answers: an encrypted JSON object or an empty body.
+pub enum Reply {
+    /// `GCM(TK, json)`.
+    Json(Vec<u8>),
+    /// 0 bytes.
+    Empty,
+}
+
+impl Reply {
+    /// Serialises a value as the encrypted JSON reply.
+    pub fn json<T: Serialize>(value: &T) -> ApiResult<Self> {
+        serde_json::to_vec(value)
+            .map(Reply::Json)
+            .map_err(ApiError::internal)
+    }
+}
+
+/// The single entry point of the KSM API.
+pub async fn handle(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match axum::body::to_bytes(body, state.config.max_request_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "The request body is larger than this server accepts ({} bytes) or was cut off.",
+                    state.config.max_request_bytes
+                ),
+            )
+            .into_response();
+        }
+    };
+    if !coffer_proto::ksm::ENDPOINTS.contains(&endpoint.as_str()) {
+        return ApiError::new(
+            ErrorCode::NotFound,
+            format!("Unknown endpoint {endpoint:?}: this server speaks KSM protocol v1."),
+        )
+        .into_response();
+    }
+    let ip = peer.ip().to_string();
+    let caller = match auth::authenticate(&state, &endpoint, &headers, &body, &ip).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let result = dispatch(&state, &endpoint, &caller).await;
+    match result {
+        Ok(reply) => {
+            state.audit.queue(NewAuditEvent {
+                at: now_ms(),
+                owner_uid: Some(caller.owner_uid.clone()),
+                actor: format!("client:{}", caller.device.client_id),
+                action: format!("ksm.{endpoint}"),
+                target: Some(caller.device.app_uid.clone()),
+                ip: Some(ip),
+                detail: None,
+            });
+            encrypt_reply(&caller.transmission_key, reply)
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn dispatch(state: &AppState, endpoint: &str, caller: &Caller) -> ApiResult<Reply> {
+    match endpoint {
+        "get_secret" => read::get_secret(state, caller).await,
+        "get_folders" => read::get_folders(state, caller).await,
+        other => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("The {other} operation is not available on this server yet."),
+        )),
+    }
+}
+
+fn encrypt_reply(key: &SymmetricKey, reply: Reply) -> Response {
+    let body = match reply {
+        Reply::Json(json) => gcm_seal(key, &json),
+        Reply::Empty => Vec::new(),
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}

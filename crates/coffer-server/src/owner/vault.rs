@@ -1,0 +1,323 @@
+//! Folders, records and file attachments of an owner's vault.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coffer_crypto::{encode_std, encode_url, random_bytes, sha256};
+use coffer_proto::ErrorCode;
+use coffer_proto::owner::{
+    AttachFileRequest, AttachFileResponse, CreateFolderRequest, CreateRecordRequest, FileInfo,
+    Folder, Record, UidResponse,
+};
+use coffer_store::{FileRow, FolderRow, RecordRow, StoreError, UploadRow};
+use tokio_util::io::ReaderStream;
+
+use super::{Body, Owner, check_uid, ciphertext, not_found, owned};
+use crate::error::{ApiError, ApiResult};
+use crate::files::ReceiveError;
+use crate::state::{AppState, now_ms};
+
+/// Largest encrypted record, folder name or file metadata accepted (1 MiB).
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+fn conflict(what: &str) -> impl Fn(StoreError) -> ApiError + '_ {
+    move |err| match err {
+        StoreError::Conflict => {
+            ApiError::new(ErrorCode::Conflict, format!("A {what} with that UID already exists."))
+        }
+        other => other.into(),
+    }
+}
+
+fn folder_out(row: FolderRow) -> Folder {
+    Folder {
+        uid: row.uid,
+        parent_uid: row.parent_uid,
+        key: encode_std(&row.key),
+        data: encode_std(&row.data),
+        created_at: row.created_at,
+    }
+}
+
+/// `GET /folders`: roots before their descendants.
+pub async fn list_folders(
+    State(state): State<AppState>,
+    owner: Owner,
+) -> ApiResult<Json<Vec<Folder>>> {
+    let rows = state.store.folders_of_owner(&owner.uid).await?;
+    Ok(Json(rows.into_iter().map(folder_out).collect()))
+}
+
+/// `POST /folders`: a shared folder (no parent) or a sub-folder.
+pub async fn create_folder(
+    State(state): State<AppState>,
+    owner: Owner,
+    Body(req): Body<CreateFolderRequest>,
+) -> ApiResult<Json<UidResponse>> {
+    check_uid("uid", &req.uid)?;
+    let data = ciphertext("data", &req.data, 32, MAX_DATA_BYTES)?;
+    let (parent_uid, root_uid, key) = match coffer_proto::non_empty(&req.parent_uid) {
+        None => (None, req.uid.clone(), ciphertext("key", &req.key, 60, 60)?),
+        Some(parent) => {
+            let parent = owned(state.store.folder(parent).await, "parent folder", |f| &f.owner_uid, &owner)?;
+            (Some(parent.uid), parent.root_uid, ciphertext("key", &req.key, 64, 64)?)
+        }
+    };
+    let row = FolderRow {
+        uid: req.uid.clone(),
+        owner_uid: owner.uid.clone(),
+        parent_uid,
+        root_uid,
+        key,
+        data,
+        created_at: now_ms(),
+    };
+    state.store.create_folder(&row).await.map_err(conflict("folder"))?;
+    owner.audit(&state, "folder.create", &row.uid).await?;
+    Ok(Json(UidResponse { uid: row.uid }))
+}
+
+fn record_out(row: RecordRow, files: Vec<FileRow>) -> Record {
+    Record {
+        uid: row.uid,
+        folder_uid: row.folder_uid,
+        root_folder_uid: row.root_folder_uid,
+        key: encode_std(&row.key),
+        owner_key: row.owner_key.as_deref().map(encode_std),
+        data: encode_std(&row.data),
+        revision: row.revision,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        files: files
+            .into_iter()
+            .map(|f| FileInfo {
+                uid: f.uid,
+                key: encode_std(&f.key),
+                data: encode_std(&f.data),
+                size: f.size,
+                created_at: f.created_at,
+            })
+            .collect(),
+    }
+}
+
+/// `GET /records`.
+pub async fn list_records(
+    State(state): State<AppState>,
+    owner: Owner,
+) -> ApiResult<Json<Vec<Record>>> {
+    let rows = state.store.records_of_owner(&owner.uid).await?;
+    let uids: Vec<String> = rows.iter().map(|r| r.uid.clone()).collect();
+    let mut files: HashMap<String, Vec<FileRow>> = HashMap::new();
+    for file in state.store.files_of_records(&uids).await? {
+        files.entry(file.record_uid.clone()).or_default().push(file);
+    }
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| {
+                let f = files.remove(&r.uid).unwrap_or_default();
+                record_out(r, f)
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /records/{uid}`.
+pub async fn get_record(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+) -> ApiResult<Json<Record>> {
+    let row = owned(state.store.record(&uid).await, "record", |r| &r.owner_uid, &owner)?;
+    let files = state.store.files_of_records(std::slice::from_ref(&row.uid)).await?;
+    Ok(Json(record_out(row, files)))
+}
+
+/// `POST /records`.
+pub async fn create_record(
+    State(state): State<AppState>,
+    owner: Owner,
+    Body(req): Body<CreateRecordRequest>,
+) -> ApiResult<Json<UidResponse>> {
+    check_uid("uid", &req.uid)?;
+    let key = ciphertext("key", &req.key, 60, 60)?;
+    let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
+    let folder = owned(state.store.folder(&req.folder_uid).await, "folder", |f| &f.owner_uid, &owner)?;
+    let now = now_ms();
+    let row = RecordRow {
+        uid: req.uid.clone(),
+        owner_uid: owner.uid.clone(),
+        root_folder_uid: folder.root_uid,
+        folder_uid: folder.uid,
+        key,
+        owner_key: None,
+        data,
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_record(&row, &format!("owner:{}", owner.uid))
+        .await
+        .map_err(conflict("record"))?;
+    owner.audit(&state, "record.create", &row.uid).await?;
+    Ok(Json(UidResponse { uid: row.uid }))
+}
+
+/// `POST /records/{uid}/files`: announce an attachment; answers the one-time upload URL.
+pub async fn attach_file(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(record_uid): Path<String>,
+    Body(req): Body<AttachFileRequest>,
+) -> ApiResult<Json<AttachFileResponse>> {
+    check_uid("uid", &req.uid)?;
+    let record = owned(state.store.record(&record_uid).await, "record", |r| &r.owner_uid, &owner)?;
+    let key = ciphertext("key", &req.key, 60, 60)?;
+    let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
+    let record_data = ciphertext("record_data", &req.record_data, 29, MAX_DATA_BYTES)?;
+    let max = state.config.max_file_bytes;
+    if req.size < 28 || req.size as u64 > max {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("Files may be at most {max} bytes encrypted (the server's --max-file-size)."),
+        ));
+    }
+    if req.record_revision != record.revision {
+        return Err(out_of_sync(&record.uid));
+    }
+    let token = encode_url(&random_bytes::<32>());
+    let now = now_ms();
+    let upload = UploadRow {
+        token_hash: sha256(token.as_bytes()).to_vec(),
+        file: FileRow {
+            uid: req.uid.clone(),
+            record_uid: record.uid.clone(),
+            key,
+            owner_key: None,
+            data,
+            size: req.size,
+            created_at: now,
+        },
+        record_data,
+        record_revision: Some(record.revision),
+        actor: format!("owner:{}", owner.uid),
+        expires_at: now + state.config.upload_ttl.as_millis() as i64,
+    };
+    state.store.create_upload(&upload).await.map_err(conflict("file"))?;
+    owner.audit(&state, "file.announce", &req.uid).await?;
+    Ok(Json(AttachFileResponse {
+        upload_url: format!(
+            "{}{}/uploads/{token}",
+            state.config.public_base_url(),
+            coffer_proto::owner::OWNER_PREFIX
+        ),
+    }))
+}
+
+/// The stale-revision error (message as the protocol observes it).
+pub fn out_of_sync(record_uid: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::OutOfSync,
+        format!("Record {record_uid} is out of sync: it was changed since you read it. Read it again and retry."),
+    )
+}
+
+/// Receives an upload body and publishes it: shared by the owner API and the KSM upload.
+pub async fn receive_upload(state: &AppState, token: &str, body: HttpBody) -> ApiResult<UploadRow> {
+    let token_hash = sha256(token.as_bytes());
+    let upload = match state.store.upload(&token_hash, now_ms()).await {
+        Ok(upload) => upload,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "This upload link is unknown, already used or expired; add the file again.",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let expected = upload.file.size as u64;
+    let incoming = state
+        .files
+        .receive(body.into_data_stream(), Some(expected), state.config.max_file_bytes)
+        .await
+        .map_err(|err| match err {
+            ReceiveError::TooLarge(_) => ApiError::new(ErrorCode::TooLarge, err.to_string()),
+            ReceiveError::SizeMismatch { .. } | ReceiveError::Client(_) => {
+                ApiError::bad_request(err.to_string())
+            }
+            ReceiveError::Io(io) => ApiError::internal(io),
+        })?;
+    state
+        .files
+        .publish(incoming, &upload.file.uid)
+        .await
+        .map_err(ApiError::internal)?;
+    match state.store.complete_upload(&token_hash, now_ms()).await {
+        Ok(_) => Ok(upload),
+        Err(err) => {
+            let _ = state.files.remove(&upload.file.uid).await;
+            Err(match err {
+                StoreError::Precondition(_) => out_of_sync(&upload.file.record_uid),
+                StoreError::NotFound => ApiError::new(
+                    ErrorCode::NotFound,
+                    "This upload link is unknown, already used or expired; add the file again.",
+                ),
+                other => other.into(),
+            })
+        }
+    }
+}
+
+/// `PUT /uploads/{token}`: the encrypted content of an announced file.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: HttpBody,
+) -> ApiResult<Json<UidResponse>> {
+    let upload = receive_upload(&state, &token, body).await?;
+    if let Some(owner_uid) = upload.actor.strip_prefix("owner:") {
+        let actor = Owner {
+            uid: owner_uid.to_owned(),
+            ip: None,
+        };
+        actor.audit(&state, "file.upload", &upload.file.uid).await?;
+    }
+    Ok(Json(UidResponse {
+        uid: upload.file.uid,
+    }))
+}
+
+/// `GET /files/{uid}/content`: the encrypted content, for the owner.
+pub async fn download(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+) -> ApiResult<Response> {
+    let file = match state.store.file(&uid).await {
+        Ok(file) => file,
+        Err(StoreError::NotFound) => return Err(not_found("file")),
+        Err(err) => return Err(err.into()),
+    };
+    owned(state.store.record(&file.record_uid).await, "file", |r| &r.owner_uid, &owner)?;
+    let content = state
+        .files
+        .open_object(&uid)
+        .await
+        .map_err(|e| ApiError::internal(format!("file {uid} content missing: {e}")))?;
+    let mut response =
+        (StatusCode::OK, HttpBody::from_stream(ReaderStream::new(content))).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
+    Ok(response)
+}

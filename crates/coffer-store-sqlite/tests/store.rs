@@ -1,0 +1,337 @@
+//! The SQLite store against the backend-independent suite (`tests/suite`), plus tests of what is
+//! specific to SQLite: file permissions, history rows, foreign keys, concurrent opening, and
+//! acknowledged writes surviving a killed process.
+
+mod suite;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use coffer_store::{SessionRow, Store, StoreError};
+use coffer_store_sqlite::SqliteStore;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, SqliteConnection};
+use suite::Harness;
+
+/// A fresh database file in its own temporary directory.
+struct SqliteHarness {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl SqliteHarness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("coffer.db");
+        SqliteHarness { _dir: dir, path }
+    }
+
+    /// A separate read-only connection, to look at tables the trait does not expose.
+    async fn raw(&self) -> SqliteConnection {
+        SqliteConnectOptions::new()
+            .filename(&self.path)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("raw connection")
+    }
+}
+
+impl Harness for SqliteHarness {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.path).await.expect("open store"))
+    }
+}
+
+/// Runs each named suite test against a fresh SQLite file, on a multi-threaded runtime so that
+/// the race tests really race.
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                suite::$name(&SqliteHarness::new()).await;
+            }
+        )*
+    };
+}
+
+suite_tests!(
+    settings,
+    settings_init_race,
+    owners,
+    first_owner_race,
+    sessions,
+    folders,
+    records,
+    upload_lifecycle,
+    upload_stale_revision,
+    upload_completion_race,
+    upload_uid_race,
+    upload_expiry,
+    apps_and_shares,
+    devices,
+    bind_device_race,
+    audit,
+    audit_limits,
+    survives_reopen,
+);
+
+// ---- SQLite specifics ----------------------------------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test]
+async fn new_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = SqliteHarness::new();
+    let s = h.open().await;
+    s.setting_init("k", b"v").await.expect("write");
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&h.path), 0o600);
+    // SQLite gives its side files the database file's mode.
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", h.path.display()));
+        if side.exists() {
+            assert_eq!(mode(&side), 0o600, "{suffix}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_reports_unusable_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match SqliteStore::open(&dir.path().join("missing-dir").join("coffer.db")).await {
+        Err(StoreError::Backend(msg)) => assert!(msg.starts_with("open:"), "{msg}"),
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    match SqliteStore::open(dir.path()).await {
+        Err(StoreError::Backend(msg)) => assert!(msg.starts_with("open:"), "{msg}"),
+        other => panic!("expected Backend, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_record_data_change_appends_history() {
+    let h = SqliteHarness::new();
+    let s = h.open().await;
+    s.create_owner(&suite::owner("o1", "o1@example.com"), false)
+        .await
+        .expect("owner");
+    s.create_folder(&suite::shared("sf1", "o1", 1))
+        .await
+        .expect("folder");
+    let r1 = suite::record("r1", "o1", "sf1", "sf1", 10);
+    s.create_record(&r1, "owner:o1").await.expect("record");
+    let up = suite::upload("t1", "f1", "r1", Some(1));
+    s.create_upload(&up).await.expect("upload");
+    let stale = suite::upload("t2", "f2", "r1", Some(1));
+    s.create_upload(&stale).await.expect("upload");
+    assert_eq!(
+        s.complete_upload(&up.token_hash, 20)
+            .await
+            .expect("complete"),
+        2
+    );
+    assert!(s.complete_upload(&stale.token_hash, 30).await.is_err());
+
+    let rows: Vec<(String, i64, Vec<u8>, String, i64)> = sqlx::query_as(
+        "SELECT record_uid, revision, data, actor, at FROM record_history \
+         ORDER BY record_uid, revision",
+    )
+    .fetch_all(&mut h.raw().await)
+    .await
+    .expect("history");
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "r1".to_owned(),
+                1,
+                r1.data.clone(),
+                "owner:o1".to_owned(),
+                10
+            ),
+            (
+                "r1".to_owned(),
+                2,
+                up.record_data.clone(),
+                up.actor.clone(),
+                20
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn missing_referenced_rows_are_preconditions() {
+    let h = SqliteHarness::new();
+    let s = h.open().await;
+    let precondition = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Precondition(_)));
+    assert!(precondition(
+        s.create_folder(&suite::shared("sf1", "nobody", 1)).await
+    ));
+    s.create_owner(&suite::owner("o1", "o1@example.com"), false)
+        .await
+        .expect("owner");
+    assert!(precondition(
+        s.create_session(&SessionRow {
+            token_hash: b"t".to_vec(),
+            owner_uid: "nobody".to_owned(),
+            expires_at: 1,
+        })
+        .await
+    ));
+    assert!(precondition(
+        s.create_folder(&suite::folder("sub", "o1", Some("nope"), "nope", 1))
+            .await
+    ));
+    assert!(precondition(
+        s.create_record(&suite::record("r1", "o1", "nope", "nope", 1), "owner:o1")
+            .await
+    ));
+    assert!(precondition(
+        s.create_upload(&suite::upload("t", "f", "nope", None))
+            .await
+    ));
+    assert!(precondition(
+        s.create_app(&suite::app("a1", "nobody", 1)).await
+    ));
+    assert!(precondition(
+        s.create_device(&suite::device("c1", "nope", 1)).await
+    ));
+    // Nothing half-made: the failed record left no history behind either.
+    s.create_folder(&suite::shared("sf1", "o1", 1))
+        .await
+        .expect("folder");
+    s.create_record(&suite::record("r1", "o1", "sf1", "sf1", 1), "owner:o1")
+        .await
+        .expect("record");
+    // A malformed folder (shared but with another root) is refused by the schema.
+    assert!(matches!(
+        s.create_folder(&suite::folder("bad", "o1", None, "sf1", 1))
+            .await,
+        Err(StoreError::Backend(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_of_a_new_file_all_succeed() {
+    let h = SqliteHarness::new();
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let path = h.path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.expect("join").expect("open"));
+    }
+    assert_eq!(
+        stores[0].setting_init("k", b"first").await.expect("init"),
+        b"first"
+    );
+    assert_eq!(
+        stores[5].setting_init("k", b"last").await.expect("init"),
+        b"first"
+    );
+    for s in &stores {
+        s.close().await;
+    }
+    let reopened = SqliteStore::open(&h.path).await.expect("reopen");
+    assert_eq!(
+        reopened.setting("k").await.expect("setting"),
+        Some(b"first".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn closed_store_reports_backend_errors() {
+    let h = SqliteHarness::new();
+    let s = SqliteStore::open(&h.path).await.expect("open");
+    s.close().await;
+    match s.setting("k").await {
+        Err(StoreError::Backend(msg)) => assert!(msg.starts_with("setting:"), "{msg}"),
+        other => panic!("expected Backend, got {other:?}"),
+    }
+}
+
+/// Set in the child process of [`acknowledged_writes_survive_sigkill`]: the database to write.
+const CHILD_DB_ENV: &str = "COFFER_SQLITE_SIGKILL_CHILD_DB";
+
+/// The child half of [`acknowledged_writes_survive_sigkill`]: writes settings `k0`, `k1`, …
+/// forever, printing `ACK n` after each write returned.
+#[tokio::test]
+#[ignore = "child process of acknowledged_writes_survive_sigkill"]
+async fn sigkill_child_writer() {
+    let Ok(path) = std::env::var(CHILD_DB_ENV) else {
+        return;
+    };
+    let store = SqliteStore::open(Path::new(&path))
+        .await
+        .expect("child open");
+    let mut out = std::io::stdout();
+    for i in 0..1_000_000u32 {
+        store
+            .setting_init(&format!("k{i}"), format!("v{i}").as_bytes())
+            .await
+            .expect("child write");
+        writeln!(out, "ACK {i}").expect("child stdout");
+        out.flush().expect("child flush");
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let h = SqliteHarness::new();
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "sigkill_child_writer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .args(["--test-threads", "1"])
+        .env(CHILD_DB_ENV, &h.path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut acked: Option<u32> = None;
+    for line in lines.by_ref() {
+        let line = line.expect("read child");
+        if let Some(n) = line.strip_prefix("ACK ") {
+            let n: u32 = n.parse().expect("ack number");
+            acked = Some(n);
+            if n >= 150 {
+                break;
+            }
+        }
+    }
+    // SIGKILL on unix: no destructors, no flush, no checkpoint.
+    child.kill().expect("kill child");
+    child.wait().expect("reap child");
+    // Acknowledgements still in the pipe were given before the kill: they count too.
+    for line in lines {
+        let line = line.expect("read child");
+        if let Some(n) = line.strip_prefix("ACK ") {
+            acked = Some(n.parse().expect("ack number"));
+        }
+    }
+    let acked = acked.expect("the child acknowledged no write");
+    assert!(acked >= 150, "child stopped early at {acked}");
+
+    let s = h.open().await;
+    for i in 0..=acked {
+        assert_eq!(
+            s.setting(&format!("k{i}")).await.expect("setting"),
+            Some(format!("v{i}").into_bytes()),
+            "acknowledged write {i} of {acked} lost"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+"""Helpers shared by the conformance fixtures and tests.
+
+Everything here drives a real `coffer` binary: one server process per test session and the
+`coffer vault ...` owner commands (always with `--json`, one JSON object on stdout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COFFER_BIN = REPO_ROOT / "target" / "debug" / "coffer"
+
+# Master password of the test owner account (given to the CLI through COFFER_PASSWORD).
+OWNER_EMAIL = "owner@example.com"
+OWNER_PASSWORD = "conformance-Owner-pass-7!"
+
+SERVER_START_TIMEOUT = 60.0
+SERVER_STOP_GRACE = 10.0
+CLI_TIMEOUT = 120.0
+
+# Environment variables the Python SDK reads on its own; a stray value in the developer's
+# shell would silently change what the tests exercise, so they are removed for the session.
+SDK_ENV_VARS = (
+    "KSM_CONFIG",
+    "KSM_TOKEN",
+    "KSM_HOSTNAME",
+    "KSM_SKIP_VERIFY",
+    "KSM_CONFIG_FILE",
+    "KSM_CACHE_DIR",
+)
+
+
+def coffer_bin() -> Path:
+    return Path(os.environ.get("COFFER_BIN", str(DEFAULT_COFFER_BIN)))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        return f"<cannot read {path}: {err}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class DeadlineExceeded(Exception):
+    """Raised inside a blocked SDK call when its time budget is used up."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: int, what: str) -> Iterator[None]:
+    """Interrupt the enclosed block after `seconds` (SIGALRM, main thread only).
+
+    The SDK sets no request timeout and retries forever on repeated `key` errors when a
+    custom server key is configured (PROTOCOL.md §2.10), so a misbehaving server could
+    otherwise hang the whole suite.
+    """
+
+    # An enclosing deadline keeps running: this one never outlasts it, and it is re-armed
+    # with its remaining time on the way out.
+    outer_remaining = signal.alarm(0)
+    started = time.monotonic()
+    budget = min(seconds, outer_remaining) if outer_remaining else seconds
+
+    def on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise DeadlineExceeded(f"{what} did not finish within {budget} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(budget)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_remaining:
+            left = outer_remaining - int(time.monotonic() - started)
+            signal.alarm(max(left, 1))
+
+
+class CofferServer:
+    """A `coffer server` child process with its own data dir, plus an isolated CLI home."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.binary = coffer_bin()
+        self.data_dir = workdir / "data"
+        self.home = workdir / "home"
+        self.log_path = workdir / "server.log"
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"https://{self.host}"
+        self.cert_path = self.data_dir / "tls" / "cert.pem"
+        self.setup_code_path = self.data_dir / "setup-code"
+        self.process: Optional[subprocess.Popen] = None
+        self._log_file = None
+
+    # -- process lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.binary.is_file():
+            pytest.fail(
+                f"coffer binary not found at {self.binary}; build it with "
+                "`cargo build --bin coffer` or point COFFER_BIN at it",
+                pytrace=False,
+            )
+        self._log_file = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [
+                str(self.binary),
+                "server",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                self.host,
+                "--public-host",
+                self.host,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=str(self.workdir),
+        )
+        started = time.monotonic()
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                self.stop()
+                pytest.fail(
+                    f"coffer server exited with status {code} during start-up; log:\n"
+                    f"{tail(self.log_path)}",
+                    pytrace=False,
+                )
+            if (
+                self.cert_path.is_file()
+                and self.setup_code_path.is_file()
+                and port_accepts(self.port)
+            ):
+                return
+            if time.monotonic() - started > SERVER_START_TIMEOUT:
+                missing = [
+                    str(p)
+                    for p in (self.cert_path, self.setup_code_path)
+                    if not p.is_file()
+                ]
+                self.stop()
+                pytest.fail(
+                    f"coffer server not ready after {SERVER_START_TIMEOUT:.0f} s "
+                    f"(missing files: {missing or 'none'}, port {self.port} "
+                    f"accepting: {port_accepts(self.port)}); log:\n{tail(self.log_path)}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=SERVER_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.process = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    # -- owner CLI ---------------------------------------------------------------------
+
+    def cli_env(self) -> dict:
+        env = dict(os.environ)
+        env["COFFER_HOME"] = str(self.home)
+        env["COFFER_PASSWORD"] = OWNER_PASSWORD
+        env["COFFER_CA_CERT"] = str(self.cert_path)
+        return env
+
+    def cli(self, *args: str) -> dict:
+        """Run `coffer ARGS... --json`; fail the test on a non-zero exit or bad output."""
+        argv = [str(self.binary), *args, "--json"]
+        shown = " ".join(_quote(a) for a in argv)
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=self.cli_env(),
+                cwd=str(self.workdir),
+                timeout=CLI_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired as err:
+            pytest.fail(
+                f"`{shown}` did not finish within {CLI_TIMEOUT:.0f} s\n"
+                f"stdout:\n{err.stdout}\nstderr:\n{err.stderr}\n"
+                f"server log (tail):\n{tail(self.log_path)}",
+                pytrace=False,
+            )
+        if done.returncode != 0:
+            pytest.fail(
+                f"`{shown}` exited with status {done.returncode}\n"
+                f"stderr:\n{done.stderr}\nstdout:\n{done.stdout}\n"
+                f"server log (tail):\n{tail(self.log_path, 30)}",
+                pytrace=False,
+            )
+        try:
+            value = json.loads(done.stdout)
+        except json.JSONDecodeError as err:
+            pytest.fail(
+                f"`{shown}` did not print exactly one JSON object on stdout ({err}):\n"
+                f"{done.stdout!r}\nstderr:\n{done.stderr}",
+                pytrace=False,
+            )
+        if not isinstance(value, dict):
+            pytest.fail(
+                f"`{shown}` printed JSON that is not an object: {done.stdout!r}",
+                pytrace=False,
+            )
+        return value
+
+    def cli_uid(self, *args: str) -> str:
+        out = self.cli(*args)
+        uid = out.get("uid")
+        assert isinstance(uid, str) and uid, f"`coffer {' '.join(args)}` gave no uid: {out}"
+        return uid
+
+
+def _quote(arg: str) -> str:
+    if arg and all(c.isalnum() or c in "-_./:=@" for c in arg):
+        return arg
+    return "'" + arg.replace("'", "'\\''") + "'"
