@@ -368,7 +368,15 @@ mod tests {
     #[test]
     fn response_always_has_the_required_keys() {
         let json = serde_json::to_value(GetSecretResponse::default()).unwrap();
-        for key in ["appData", "encryptedAppKey", "appOwnerPublicKey", "records", "folders", "expiresOn", "warnings"] {
+        for key in [
+            "appData",
+            "encryptedAppKey",
+            "appOwnerPublicKey",
+            "records",
+            "folders",
+            "expiresOn",
+            "warnings",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["expiresOn"], 0);

@@ -88,17 +88,58 @@ fn find_field<'a>(fields: &'a [Field], key: &str) -> Option<&'a Field> {
     fields
         .iter()
         .find(|f| f.label.as_deref() == Some(key))
-        .or_else(|| fields.iter().find(|f| f.field_type.eq_ignore_ascii_case(key)))
+        .or_else(|| {
+            fields
+                .iter()
+                .find(|f| f.field_type.eq_ignore_ascii_case(key))
+        })
 }
 
 /// The 44 field types the official record builders accept (§6.3).
 pub const FIELD_TYPES: [&str; 44] = [
-    "accountNumber", "address", "addressRef", "appFiller", "bankAccount", "birthDate", "cardRef",
-    "checkbox", "databaseType", "date", "directoryType", "dropdown", "email", "expirationDate",
-    "fileRef", "host", "isSSIDHidden", "keyPair", "licenseNumber", "login", "multiline", "name",
-    "note", "oneTimeCode", "otp", "pamHostname", "pamRemoteBrowserSettings", "pamResources",
-    "pamSettings", "passkey", "password", "paymentCard", "phone", "pinCode", "rbiUrl", "recordRef",
-    "schedule", "script", "secret", "securityQuestion", "text", "trafficEncryptionSeed", "url",
+    "accountNumber",
+    "address",
+    "addressRef",
+    "appFiller",
+    "bankAccount",
+    "birthDate",
+    "cardRef",
+    "checkbox",
+    "databaseType",
+    "date",
+    "directoryType",
+    "dropdown",
+    "email",
+    "expirationDate",
+    "fileRef",
+    "host",
+    "isSSIDHidden",
+    "keyPair",
+    "licenseNumber",
+    "login",
+    "multiline",
+    "name",
+    "note",
+    "oneTimeCode",
+    "otp",
+    "pamHostname",
+    "pamRemoteBrowserSettings",
+    "pamResources",
+    "pamSettings",
+    "passkey",
+    "password",
+    "paymentCard",
+    "phone",
+    "pinCode",
+    "rbiUrl",
+    "recordRef",
+    "schedule",
+    "script",
+    "secret",
+    "securityQuestion",
+    "text",
+    "trafficEncryptionSeed",
+    "url",
     "wifiEncryption",
 ];
 
@@ -120,40 +161,183 @@ pub fn value_shape(field_type: &str) -> ValueShape {
     match field_type {
         "date" | "birthDate" | "expirationDate" => ValueShape::Number,
         "checkbox" | "isSSIDHidden" => ValueShape::Bool,
-        "name" | "phone" | "address" | "paymentCard" | "bankAccount" | "securityQuestion"
-        | "keyPair" | "host" | "pamHostname" | "schedule" | "script" | "pamResources"
-        | "passkey" | "appFiller" | "pamRemoteBrowserSettings" | "pamSettings" => {
-            ValueShape::Object
-        }
+        "name"
+        | "phone"
+        | "address"
+        | "paymentCard"
+        | "bankAccount"
+        | "securityQuestion"
+        | "keyPair"
+        | "host"
+        | "pamHostname"
+        | "schedule"
+        | "script"
+        | "pamResources"
+        | "passkey"
+        | "appFiller"
+        | "pamRemoteBrowserSettings"
+        | "pamSettings" => ValueShape::Object,
         _ => ValueShape::Text,
     }
 }
 
 /// Standard record types and their field lists (type, label) in order (§6.4).
 pub const RECORD_TYPES: &[(&str, &[(&str, Option<&str>)])] = &[
-    ("login", &[("passkey", None), ("login", None), ("password", None), ("url", None), ("fileRef", None), ("oneTimeCode", None)]),
-    ("bankAccount", &[("bankAccount", None), ("name", None), ("login", None), ("password", None), ("url", None), ("cardRef", None), ("fileRef", None), ("oneTimeCode", None)]),
+    (
+        "login",
+        &[
+            ("passkey", None),
+            ("login", None),
+            ("password", None),
+            ("url", None),
+            ("fileRef", None),
+            ("oneTimeCode", None),
+        ],
+    ),
+    (
+        "bankAccount",
+        &[
+            ("bankAccount", None),
+            ("name", None),
+            ("login", None),
+            ("password", None),
+            ("url", None),
+            ("cardRef", None),
+            ("fileRef", None),
+            ("oneTimeCode", None),
+        ],
+    ),
     ("address", &[("address", None), ("fileRef", None)]),
-    ("bankCard", &[("paymentCard", None), ("text", Some("Cardholder Name")), ("pinCode", None), ("addressRef", None), ("fileRef", None)]),
-    ("birthCertificate", &[("name", None), ("birthDate", None), ("fileRef", None)]),
-    ("contact", &[("name", None), ("text", Some("Company")), ("email", None), ("phone", None), ("addressRef", None), ("fileRef", None)]),
-    ("driverLicense", &[("accountNumber", Some("Driver's License Number")), ("name", None), ("birthDate", None), ("addressRef", None), ("expirationDate", None), ("fileRef", None)]),
-    ("encryptedNotes", &[("note", None), ("date", None), ("fileRef", None)]),
+    (
+        "bankCard",
+        &[
+            ("paymentCard", None),
+            ("text", Some("Cardholder Name")),
+            ("pinCode", None),
+            ("addressRef", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "birthCertificate",
+        &[("name", None), ("birthDate", None), ("fileRef", None)],
+    ),
+    (
+        "contact",
+        &[
+            ("name", None),
+            ("text", Some("Company")),
+            ("email", None),
+            ("phone", None),
+            ("addressRef", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "driverLicense",
+        &[
+            ("accountNumber", Some("Driver's License Number")),
+            ("name", None),
+            ("birthDate", None),
+            ("addressRef", None),
+            ("expirationDate", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "encryptedNotes",
+        &[("note", None), ("date", None), ("fileRef", None)],
+    ),
     ("file", &[("fileRef", None)]),
-    ("healthInsurance", &[("accountNumber", None), ("name", Some("Insured's Name")), ("login", None), ("password", None), ("url", None), ("fileRef", None)]),
-    ("membership", &[("accountNumber", None), ("name", None), ("password", None), ("fileRef", None)]),
-    ("passport", &[("accountNumber", Some("Passport Number")), ("name", None), ("birthDate", None), ("addressRef", None), ("expirationDate", None), ("date", Some("Date Issued")), ("password", None), ("fileRef", None)]),
+    (
+        "healthInsurance",
+        &[
+            ("accountNumber", None),
+            ("name", Some("Insured's Name")),
+            ("login", None),
+            ("password", None),
+            ("url", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "membership",
+        &[
+            ("accountNumber", None),
+            ("name", None),
+            ("password", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "passport",
+        &[
+            ("accountNumber", Some("Passport Number")),
+            ("name", None),
+            ("birthDate", None),
+            ("addressRef", None),
+            ("expirationDate", None),
+            ("date", Some("Date Issued")),
+            ("password", None),
+            ("fileRef", None),
+        ],
+    ),
     ("photo", &[("fileRef", None)]),
-    ("serverCredentials", &[("host", None), ("login", None), ("password", None), ("fileRef", None)]),
-    ("softwareLicense", &[("licenseNumber", None), ("expirationDate", None), ("date", Some("Date Active")), ("fileRef", None), ("securityQuestion", None)]),
-    ("ssnCard", &[("accountNumber", Some("Identity Number")), ("name", None), ("fileRef", None)]),
-    ("sshKeys", &[("login", None), ("keyPair", None), ("password", None), ("host", None), ("fileRef", None)]),
-    ("databaseCredentials", &[("text", Some("type")), ("host", None), ("login", None), ("password", None), ("fileRef", None)]),
+    (
+        "serverCredentials",
+        &[
+            ("host", None),
+            ("login", None),
+            ("password", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "softwareLicense",
+        &[
+            ("licenseNumber", None),
+            ("expirationDate", None),
+            ("date", Some("Date Active")),
+            ("fileRef", None),
+            ("securityQuestion", None),
+        ],
+    ),
+    (
+        "ssnCard",
+        &[
+            ("accountNumber", Some("Identity Number")),
+            ("name", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "sshKeys",
+        &[
+            ("login", None),
+            ("keyPair", None),
+            ("password", None),
+            ("host", None),
+            ("fileRef", None),
+        ],
+    ),
+    (
+        "databaseCredentials",
+        &[
+            ("text", Some("type")),
+            ("host", None),
+            ("login", None),
+            ("password", None),
+            ("fileRef", None),
+        ],
+    ),
 ];
 
 /// The standard field list of a record type, if it is one of [`RECORD_TYPES`].
 pub fn record_type_fields(name: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
-    RECORD_TYPES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    RECORD_TYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
 }
 
 #[cfg(test)]

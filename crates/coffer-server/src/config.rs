@@ -78,7 +78,9 @@ pub fn host_without_port(host: &str) -> &str {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }
     match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => name,
+        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
+            name
+        }
         _ => host,
     }
 }

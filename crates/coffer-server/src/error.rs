@@ -63,7 +63,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "Not found."),
-            StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "That UID is already in use."),
+            StoreError::Conflict => {
+                ApiError::new(ErrorCode::Conflict, "That UID is already in use.")
+            }
             StoreError::Precondition(what) => ApiError::new(ErrorCode::BadRequest, what),
             StoreError::Backend(detail) => ApiError::internal(detail),
         }

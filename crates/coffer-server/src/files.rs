@@ -91,14 +91,20 @@ impl FileStore {
                 if let Some(expected) = expected
                     && size > expected
                 {
-                    return Err(ReceiveError::SizeMismatch { expected, got: size });
+                    return Err(ReceiveError::SizeMismatch {
+                        expected,
+                        got: size,
+                    });
                 }
                 file.write_all(&chunk).await?;
             }
             if let Some(expected) = expected
                 && size != expected
             {
-                return Err(ReceiveError::SizeMismatch { expected, got: size });
+                return Err(ReceiveError::SizeMismatch {
+                    expected,
+                    got: size,
+                });
             }
             file.sync_all().await?;
             Ok(size)

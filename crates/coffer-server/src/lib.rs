@@ -106,7 +106,9 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
     };
     let store = coffer_store_sqlite::SqliteStore::open(&path)
         .await
-        .map_err(|e| ServerError::Startup(format!("cannot open database {}: {e}", path.display())))?;
+        .map_err(|e| {
+            ServerError::Startup(format!("cannot open database {}: {e}", path.display()))
+        })?;
     Ok(Arc::new(store))
 }
 
@@ -119,8 +121,11 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{uid}/{expires}/{sig}", get(links::download))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async {
-            ApiError::new(ErrorCode::NotFound, "No such endpoint on this Coffer server.")
-                .into_response()
+            ApiError::new(
+                ErrorCode::NotFound,
+                "No such endpoint on this Coffer server.",
+            )
+            .into_response()
         })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -132,7 +137,10 @@ pub async fn start(
     listener: Option<TcpListener>,
 ) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        ServerError::Startup(format!("cannot create data dir {}: {e}", config.data_dir.display()))
+        ServerError::Startup(format!(
+            "cannot create data dir {}: {e}",
+            config.data_dir.display()
+        ))
     })?;
     let keys = keys::ServerKeys::load_or_create(&config.data_dir.join("server-key.json"))
         .map_err(ServerError::Startup)?;

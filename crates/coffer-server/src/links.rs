@@ -43,8 +43,10 @@ pub async fn download(
             "This download link is invalid or has expired; fetch the record again for a new one.",
         )
     };
-    if !ct_eq(signature(&state.link_secret, &uid, expires).as_bytes(), sig.as_bytes())
-        || expires < now_ms() / 1000
+    if !ct_eq(
+        signature(&state.link_secret, &uid, expires).as_bytes(),
+        sig.as_bytes(),
+    ) || expires < now_ms() / 1000
     {
         return Err(invalid());
     }
@@ -54,9 +56,16 @@ pub async fn download(
         .open_object(&uid)
         .await
         .map_err(|e| ApiError::internal(format!("file {uid} content missing: {e}")))?;
-    let mut response = (StatusCode::OK, Body::from_stream(ReaderStream::new(content))).into_response();
+    let mut response = (
+        StatusCode::OK,
+        Body::from_stream(ReaderStream::new(content)),
+    )
+        .into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

@@ -13,7 +13,11 @@ use crate::fsutil::write_private_file;
 /// Paths of the self-signed material inside the data dir.
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let dir = data_dir.join("tls");
-    (dir.join("cert.pem"), dir.join("key.pem"), dir.join("hosts.txt"))
+    (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("hosts.txt"),
+    )
 }
 
 /// Builds the rustls configuration, creating a self-signed certificate when needed.
@@ -46,8 +50,14 @@ pub fn server_tls(config: &ServerConfig) -> Result<Arc<RustlsConfig>, String> {
 
 /// The names the self-signed certificate covers.
 fn subject_names(public_host: &str) -> Vec<String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let host = host_without_port(public_host).trim_start_matches('[').trim_end_matches(']');
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let host = host_without_port(public_host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if !names.iter().any(|n| n == host) {
         names.push(host.to_owned());
     }

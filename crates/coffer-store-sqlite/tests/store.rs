@@ -201,13 +201,18 @@ async fn missing_referenced_rows_are_preconditions() {
     assert!(precondition(
         s.create_device(&suite::device("c1", "nope", 1)).await
     ));
-    // Nothing half-made: the failed record left no history behind either.
+    // Nothing half-made: the failed create_record left no history row behind.
     s.create_folder(&suite::shared("sf1", "o1", 1))
         .await
         .expect("folder");
     s.create_record(&suite::record("r1", "o1", "sf1", "sf1", 1), "owner:o1")
         .await
         .expect("record");
+    let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_history")
+        .fetch_one(&mut h.raw().await)
+        .await
+        .expect("count");
+    assert_eq!(history, 1);
     // A malformed folder (shared but with another root) is refused by the schema.
     assert!(matches!(
         s.create_folder(&suite::folder("bad", "o1", None, "sf1", 1))

@@ -27,7 +27,10 @@ pub struct Caller {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Authenticates a KSM request or explains the refusal.
@@ -44,19 +47,23 @@ pub async fn authenticate(
     let etk = decode_lenient(etk_text)
         .map_err(|_| ApiError::denied("The TransmissionKey header is not valid base64."))?;
     let key_id = header(headers, "publickeyid").and_then(|v| v.parse::<u32>().ok());
-    let tk_bytes = state.keys.open_transmission_key(key_id, &etk).ok_or_else(|| {
-        ApiError::denied(
-            "The transmission key could not be decrypted: the client is not configured with \
+    let tk_bytes = state
+        .keys
+        .open_transmission_key(key_id, &etk)
+        .ok_or_else(|| {
+            ApiError::denied(
+                "The transmission key could not be decrypted: the client is not configured with \
              this server's public key (check serverPublicKey and serverPublicKeyId in its config).",
-        )
-    })?;
+            )
+        })?;
     let transmission_key = SymmetricKey::from_slice(&tk_bytes)
         .map_err(|_| ApiError::denied("The transmission key must be 32 bytes."))?;
     let payload = gcm_open(&transmission_key, body).map_err(|_| {
         ApiError::bad_request("The request body could not be decrypted with the transmission key.")
     })?;
-    let base: BaseRequest = serde_json::from_slice(&payload)
-        .map_err(|e| ApiError::bad_request(format!("The request payload is not valid JSON: {e}")))?;
+    let base: BaseRequest = serde_json::from_slice(&payload).map_err(|e| {
+        ApiError::bad_request(format!("The request payload is not valid JSON: {e}"))
+    })?;
     let client_id = coffer_proto::non_empty(&base.client_id)
         .ok_or_else(|| ApiError::bad_request("The request payload has no clientId."))?
         .to_owned();

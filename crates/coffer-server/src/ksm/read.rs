@@ -28,8 +28,9 @@ struct AppView {
 
 async fn load_view(state: &AppState, app_uid: &str) -> ApiResult<AppView> {
     let shares = state.store.shares_of_app(app_uid).await?;
-    let (folder_shares, direct_shares): (Vec<_>, Vec<_>) =
-        shares.into_iter().partition(|s| s.kind == ShareKind::Folder);
+    let (folder_shares, direct_shares): (Vec<_>, Vec<_>) = shares
+        .into_iter()
+        .partition(|s| s.kind == ShareKind::Folder);
     let roots: Vec<String> = folder_shares.iter().map(|s| s.target_uid.clone()).collect();
     let direct_uids: Vec<String> = direct_shares.iter().map(|s| s.target_uid.clone()).collect();
     let mut folder_records: HashMap<String, Vec<RecordRow>> = HashMap::new();
@@ -143,13 +144,14 @@ pub async fn get_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply> {
     let mut folders = Vec::new();
     for share in &view.folder_shares {
         let root = &share.target_uid;
-        let folder_listed = wanted_folders.as_ref().is_some_and(|w| w.contains(root.as_str()));
+        let folder_listed = wanted_folders
+            .as_ref()
+            .is_some_and(|w| w.contains(root.as_str()));
         let mut folder_records = Vec::new();
         for record in view.folder_records.get(root).into_iter().flatten() {
             let inner = (record.folder_uid != *root).then(|| record.folder_uid.clone());
             let location_wanted = wanted_folders.as_ref().is_none_or(|w| {
-                w.contains(root.as_str())
-                    || inner.as_deref().is_some_and(|inner| w.contains(inner))
+                w.contains(root.as_str()) || inner.as_deref().is_some_and(|inner| w.contains(inner))
             });
             if !location_wanted || !record_wanted(&record.uid) {
                 continue;

@@ -110,7 +110,10 @@ async fn new_session(state: &AppState, owner: &OwnerRow) -> ApiResult<LoginRespo
 
 fn normalise_email(email: &str) -> ApiResult<String> {
     let email = email.trim().to_lowercase();
-    if email.is_empty() || email.len() > 254 || !email.contains('@') || email.contains(char::is_whitespace)
+    if email.is_empty()
+        || email.len() > 254
+        || !email.contains('@')
+        || email.contains(char::is_whitespace)
     {
         return Err(ApiError::bad_request("A valid email address is required."));
     }

@@ -16,7 +16,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, now_ms};
 
 async fn own_app(state: &AppState, owner: &Owner, uid: &str) -> ApiResult<AppRow> {
-    owned(state.store.app(uid).await, "application", |a| &a.owner_uid, owner)
+    owned(
+        state.store.app(uid).await,
+        "application",
+        |a| &a.owner_uid,
+        owner,
+    )
 }
 
 fn share_out(row: ShareRow) -> Share {
@@ -61,10 +66,16 @@ pub async fn create_app(
         data: ciphertext("data", &req.data, 29, 64 * 1024)?,
         created_at: now_ms(),
     };
-    state.store.create_app(&row).await.map_err(|err| match err {
-        StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "An application with that UID exists."),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_app(&row)
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict => {
+                ApiError::new(ErrorCode::Conflict, "An application with that UID exists.")
+            }
+            other => other.into(),
+        })?;
     owner.audit(&state, "app.create", &row.uid).await?;
     Ok(Json(UidResponse { uid: row.uid }))
 }
@@ -90,7 +101,12 @@ pub async fn put_share(
         }
         Ok(_) => return Err(not_found("folder or record")),
         Err(StoreError::NotFound) => {
-            owned(state.store.record(&req.target_uid).await, "folder or record", |r| &r.owner_uid, &owner)?;
+            owned(
+                state.store.record(&req.target_uid).await,
+                "folder or record",
+                |r| &r.owner_uid,
+                &owner,
+            )?;
             coffer_store::ShareKind::Record
         }
         Err(err) => return Err(err.into()),
@@ -104,7 +120,15 @@ pub async fn put_share(
     };
     state.store.put_share(&row).await?;
     owner
-        .audit(&state, if req.editable { "share.editable" } else { "share.read_only" }, &req.target_uid)
+        .audit(
+            &state,
+            if req.editable {
+                "share.editable"
+            } else {
+                "share.read_only"
+            },
+            &req.target_uid,
+        )
         .await?;
     Ok(Json(share_out(row)))
 }
@@ -166,13 +190,17 @@ pub async fn add_client(
     let app = own_app(&state, &owner, &app_uid).await?;
     let client_id_bytes = ciphertext("client_id", &req.client_id, 64, 64)?;
     if coffer_crypto::encode_std(&client_id_bytes) != req.client_id {
-        return Err(ApiError::bad_request("client_id must be standard padded base64 of 64 bytes."));
+        return Err(ApiError::bad_request(
+            "client_id must be standard padded base64 of 64 bytes.",
+        ));
     }
     let now = now_ms();
     if let Some(expires) = req.first_access_expires_at
         && expires <= now
     {
-        return Err(ApiError::bad_request("first_access_expires_at is in the past."));
+        return Err(ApiError::bad_request(
+            "first_access_expires_at is in the past.",
+        ));
     }
     let row = DeviceRow {
         client_id: req.client_id.clone(),
@@ -187,10 +215,16 @@ pub async fn add_client(
         created_at: now,
         last_access_at: None,
     };
-    state.store.create_device(&row).await.map_err(|err| match err {
-        StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "That client id already exists."),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_device(&row)
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict => {
+                ApiError::new(ErrorCode::Conflict, "That client id already exists.")
+            }
+            other => other.into(),
+        })?;
     owner.audit(&state, "client.add", &app.uid).await?;
     Ok(Json(client_out(row)))
 }

@@ -26,8 +26,14 @@ pub fn routes() -> Router<AppState> {
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
         .route("/account", get(account::account))
-        .route("/folders", get(vault::list_folders).post(vault::create_folder))
-        .route("/records", get(vault::list_records).post(vault::create_record))
+        .route(
+            "/folders",
+            get(vault::list_folders).post(vault::create_folder),
+        )
+        .route(
+            "/records",
+            get(vault::list_records).post(vault::create_record),
+        )
         .route("/records/{uid}", get(vault::get_record))
         .route("/records/{uid}/files", post(vault::attach_file))
         .route("/uploads/{token}", put(vault::upload))
@@ -35,7 +41,10 @@ pub fn routes() -> Router<AppState> {
         .route("/apps", get(apps::list_apps).post(apps::create_app))
         .route("/apps/{uid}/shares", put(apps::put_share))
         .route("/apps/{uid}/shares/remove", post(apps::remove_share))
-        .route("/apps/{uid}/clients", get(apps::list_clients).post(apps::add_client))
+        .route(
+            "/apps/{uid}/clients",
+            get(apps::list_clients).post(apps::add_client),
+        )
         .route("/apps/{uid}/clients/remove", post(apps::remove_client))
         .route("/audit", get(apps::list_audit))
 }
@@ -125,7 +134,10 @@ pub fn ciphertext(field: &str, text: &str, min: usize, max: usize) -> ApiResult<
 
 /// `not_found` for objects the owner does not own (the same answer as for missing ones).
 pub fn not_found(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("No such {what} in your vault."))
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("No such {what} in your vault."),
+    )
 }
 
 /// Maps a store lookup to "not found in your vault" unless the row belongs to `owner`.

@@ -26,9 +26,10 @@ pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 
 fn conflict(what: &str) -> impl Fn(StoreError) -> ApiError + '_ {
     move |err| match err {
-        StoreError::Conflict => {
-            ApiError::new(ErrorCode::Conflict, format!("A {what} with that UID already exists."))
-        }
+        StoreError::Conflict => ApiError::new(
+            ErrorCode::Conflict,
+            format!("A {what} with that UID already exists."),
+        ),
         other => other.into(),
     }
 }
@@ -63,8 +64,17 @@ pub async fn create_folder(
     let (parent_uid, root_uid, key) = match coffer_proto::non_empty(&req.parent_uid) {
         None => (None, req.uid.clone(), ciphertext("key", &req.key, 60, 60)?),
         Some(parent) => {
-            let parent = owned(state.store.folder(parent).await, "parent folder", |f| &f.owner_uid, &owner)?;
-            (Some(parent.uid), parent.root_uid, ciphertext("key", &req.key, 64, 64)?)
+            let parent = owned(
+                state.store.folder(parent).await,
+                "parent folder",
+                |f| &f.owner_uid,
+                &owner,
+            )?;
+            (
+                Some(parent.uid),
+                parent.root_uid,
+                ciphertext("key", &req.key, 64, 64)?,
+            )
         }
     };
     let row = FolderRow {
@@ -76,7 +86,11 @@ pub async fn create_folder(
         data,
         created_at: now_ms(),
     };
-    state.store.create_folder(&row).await.map_err(conflict("folder"))?;
+    state
+        .store
+        .create_folder(&row)
+        .await
+        .map_err(conflict("folder"))?;
     owner.audit(&state, "folder.create", &row.uid).await?;
     Ok(Json(UidResponse { uid: row.uid }))
 }
@@ -132,8 +146,16 @@ pub async fn get_record(
     owner: Owner,
     Path(uid): Path<String>,
 ) -> ApiResult<Json<Record>> {
-    let row = owned(state.store.record(&uid).await, "record", |r| &r.owner_uid, &owner)?;
-    let files = state.store.files_of_records(std::slice::from_ref(&row.uid)).await?;
+    let row = owned(
+        state.store.record(&uid).await,
+        "record",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
+    let files = state
+        .store
+        .files_of_records(std::slice::from_ref(&row.uid))
+        .await?;
     Ok(Json(record_out(row, files)))
 }
 
@@ -146,7 +168,12 @@ pub async fn create_record(
     check_uid("uid", &req.uid)?;
     let key = ciphertext("key", &req.key, 60, 60)?;
     let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
-    let folder = owned(state.store.folder(&req.folder_uid).await, "folder", |f| &f.owner_uid, &owner)?;
+    let folder = owned(
+        state.store.folder(&req.folder_uid).await,
+        "folder",
+        |f| &f.owner_uid,
+        &owner,
+    )?;
     let now = now_ms();
     let row = RecordRow {
         uid: req.uid.clone(),
@@ -177,7 +204,12 @@ pub async fn attach_file(
     Body(req): Body<AttachFileRequest>,
 ) -> ApiResult<Json<AttachFileResponse>> {
     check_uid("uid", &req.uid)?;
-    let record = owned(state.store.record(&record_uid).await, "record", |r| &r.owner_uid, &owner)?;
+    let record = owned(
+        state.store.record(&record_uid).await,
+        "record",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
     let key = ciphertext("key", &req.key, 60, 60)?;
     let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
     let record_data = ciphertext("record_data", &req.record_data, 29, MAX_DATA_BYTES)?;
@@ -209,7 +241,11 @@ pub async fn attach_file(
         actor: format!("owner:{}", owner.uid),
         expires_at: now + state.config.upload_ttl.as_millis() as i64,
     };
-    state.store.create_upload(&upload).await.map_err(conflict("file"))?;
+    state
+        .store
+        .create_upload(&upload)
+        .await
+        .map_err(conflict("file"))?;
     owner.audit(&state, "file.announce", &req.uid).await?;
     Ok(Json(AttachFileResponse {
         upload_url: format!(
@@ -224,7 +260,9 @@ pub async fn attach_file(
 pub fn out_of_sync(record_uid: &str) -> ApiError {
     ApiError::new(
         ErrorCode::OutOfSync,
-        format!("Record {record_uid} is out of sync: it was changed since you read it. Read it again and retry."),
+        format!(
+            "Record {record_uid} is out of sync: it was changed since you read it. Read it again and retry."
+        ),
     )
 }
 
@@ -244,7 +282,11 @@ pub async fn receive_upload(state: &AppState, token: &str, body: HttpBody) -> Ap
     let expected = upload.file.size as u64;
     let incoming = state
         .files
-        .receive(body.into_data_stream(), Some(expected), state.config.max_file_bytes)
+        .receive(
+            body.into_data_stream(),
+            Some(expected),
+            state.config.max_file_bytes,
+        )
         .await
         .map_err(|err| match err {
             ReceiveError::TooLarge(_) => ApiError::new(ErrorCode::TooLarge, err.to_string()),
@@ -304,14 +346,22 @@ pub async fn download(
         Err(StoreError::NotFound) => return Err(not_found("file")),
         Err(err) => return Err(err.into()),
     };
-    owned(state.store.record(&file.record_uid).await, "file", |r| &r.owner_uid, &owner)?;
+    owned(
+        state.store.record(&file.record_uid).await,
+        "file",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
     let content = state
         .files
         .open_object(&uid)
         .await
         .map_err(|e| ApiError::internal(format!("file {uid} content missing: {e}")))?;
-    let mut response =
-        (StatusCode::OK, HttpBody::from_stream(ReaderStream::new(content))).into_response();
+    let mut response = (
+        StatusCode::OK,
+        HttpBody::from_stream(ReaderStream::new(content)),
+    )
+        .into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

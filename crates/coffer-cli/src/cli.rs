@@ -1,0 +1,293 @@
+//! The command-line grammar (clap derive). Names and flags are a contract (DESIGN.md §4).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Coffer: a zero-knowledge secrets manager that speaks the Keeper Secrets Manager protocol.
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+#[command(
+    after_help = "Start here:\n  coffer server --dev        a throwaway server with demo data and a ready client config\n  coffer vault --help        manage folders, records, applications and client tokens"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Coffer server (HTTPS: KSM API, owner API, files).
+    Server(ServerArgs),
+    /// Owner tools: accounts, folders, records, files, applications, client tokens.
+    Vault(VaultArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  coffer server --dev\n  coffer server --data-dir /var/lib/coffer --listen 0.0.0.0:443 --public-host vault.example.com\n  coffer server --tls-cert cert.pem --tls-key key.pem --public-host vault.example.com:8443"
+)]
+pub struct ServerArgs {
+    /// State directory: database, server key, TLS material, files. [default: ~/.local/share/coffer;
+    /// with --dev a new temporary directory]
+    #[arg(long, env = "COFFER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// HOST[:PORT] clients use to reach this server (goes into client configs and file links).
+    /// [default: the --listen address]
+    #[arg(long, env = "COFFER_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// PEM certificate chain; without it a self-signed certificate is made in DATA_DIR/tls/.
+    #[arg(long, env = "COFFER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Database: sqlite://PATH. [default: SQLite in DATA_DIR/coffer.db]
+    #[arg(long, env = "COFFER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Largest encrypted file accepted, in bytes (suffixes K, M, G allowed).
+    #[arg(long, env = "COFFER_MAX_FILE_SIZE", default_value = "100M", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Development mode: throwaway data, a demo owner, folder, records, app and a ready
+    /// one-time token and config, printed at start.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+/// Parses `100M`, `5K`, `1G` or a plain byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, factor) = match text.chars().last() {
+        Some('K' | 'k') => (&text[..text.len() - 1], 1024),
+        Some('M' | 'm') => (&text[..text.len() - 1], 1024 * 1024),
+        Some('G' | 'g') => (&text[..text.len() - 1], 1024 * 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size like 100M, 512K or 1048576"))
+}
+
+#[derive(Debug, Args)]
+pub struct VaultArgs {
+    #[command(flatten)]
+    pub global: VaultGlobal,
+    #[command(subcommand)]
+    pub command: VaultCommand,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct VaultGlobal {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Extra CA certificate (PEM) to trust, e.g. the server's DATA_DIR/tls/cert.pem.
+    #[arg(long, env = "COFFER_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Create an owner account (the first one needs the server's setup code).
+    #[command(
+        after_help = "The master password comes from COFFER_PASSWORD or a prompt.\nExample:\n  coffer vault register --server https://127.0.0.1:8443 --email me@example.com --setup-code $(cat DATA_DIR/setup-code) --ca-cert DATA_DIR/tls/cert.pem"
+    )]
+    Register {
+        /// Server URL, https://HOST[:PORT].
+        #[arg(long)]
+        server: String,
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// One-time setup code printed by the server at first start (DATA_DIR/setup-code).
+        #[arg(long, env = "COFFER_SETUP_CODE", hide_env_values = true)]
+        setup_code: Option<String>,
+    },
+    /// Log in and remember the session in COFFER_HOME.
+    Login {
+        /// Server URL, https://HOST[:PORT].
+        #[arg(long)]
+        server: String,
+        /// Login email.
+        #[arg(long)]
+        email: String,
+    },
+    /// End the session.
+    Logout,
+    /// Folders: shared folders and sub-folders.
+    #[command(subcommand)]
+    Folder(FolderCommand),
+    /// Records.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// File attachments.
+    #[command(subcommand)]
+    File(FileCommand),
+    /// Applications and what they can see.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Client devices (one-time tokens) of an application.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Audit events of your vault, newest first.
+    Audit {
+        /// Only this actor (`owner:UID` or `client:CLIENT_ID`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this (e.g. `client.` or `ksm.get_secret`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events about this UID.
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FolderCommand {
+    /// Create a shared folder, or a sub-folder with --parent. Prints the UID.
+    Create {
+        /// Folder name.
+        name: String,
+        /// Parent folder UID.
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// List folders as a tree.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Add a record. Prints the UID.
+    #[command(
+        after_help = "Field values that are JSON (objects, arrays, numbers, booleans) are parsed as JSON.\nExamples:\n  coffer vault record add --folder UID --type login --title 'Prod DB' --field login=admin --field password='s3cret' --field url=https://db.example.com\n  coffer vault record add --folder UID --type databaseCredentials --title DB --field 'host={\"hostName\":\"db\",\"port\":\"5432\"}' --custom Environment=prod\n  coffer vault record add --folder UID --type contact --title Jane --custom 'Owner:name={\"first\":\"Jane\",\"last\":\"Doe\"}'\n  coffer vault record add --folder UID --json-file record.json"
+    )]
+    Add {
+        /// Folder to put it in.
+        #[arg(long)]
+        folder: String,
+        /// Record type (login, databaseCredentials, bankCard, …; custom types allowed).
+        #[arg(long = "type", required_unless_present = "json_file")]
+        record_type: Option<String>,
+        /// Title.
+        #[arg(long, required_unless_present = "json_file")]
+        title: Option<String>,
+        /// Standard field, TYPE=VALUE (repeat for several fields or values).
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        /// Custom field, LABEL=VALUE (text) or LABEL:TYPE=VALUE.
+        #[arg(long = "custom")]
+        custom: Vec<String>,
+        /// Notes.
+        #[arg(long)]
+        notes: Option<String>,
+        /// Read the whole record JSON (title, type, fields, custom, notes) from a file.
+        #[arg(long, conflicts_with_all = ["record_type", "title", "fields", "custom", "notes"])]
+        json_file: Option<PathBuf>,
+    },
+    /// List records (titles and UIDs).
+    List {
+        /// Only records in this folder.
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Show one record, decrypted.
+    Get {
+        /// Record UID.
+        uid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FileCommand {
+    /// Encrypt and attach a file to a record. Prints the file UID.
+    Attach {
+        /// Record UID.
+        record_uid: String,
+        /// File to attach.
+        path: PathBuf,
+        /// Name to store (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Download and decrypt an attachment.
+    Download {
+        /// Record UID.
+        record_uid: String,
+        /// File UID or name.
+        file: String,
+        /// Where to write it.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Create an application. Prints the UID.
+    Create {
+        /// Application name.
+        name: String,
+    },
+    /// List applications and their shares.
+    List,
+    /// Share a shared folder or a record with an application (read-only unless --editable).
+    Share {
+        /// Application UID.
+        app_uid: String,
+        /// Shared folder UID or record UID.
+        target_uid: String,
+        /// Let the application's devices change it.
+        #[arg(long)]
+        editable: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Make a one-time token for a new device; prints the token and a base64 KSM config.
+    #[command(
+        after_help = "The config is what KSM_CONFIG and the official SDKs accept; give it to exactly one device.\nExample:\n  coffer vault client add APP_UID --name ci-runner --first-access-expires 60m"
+    )]
+    Add {
+        /// Application UID.
+        app_uid: String,
+        /// Device name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The token must be used within this time (e.g. 10m, 2h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        first_access_expires: Option<std::time::Duration>,
+        /// Do not lock the device to the IP address it first connects from.
+        #[arg(long)]
+        unlock_ip: bool,
+    },
+    /// List the devices of an application.
+    List {
+        /// Application UID.
+        app_uid: String,
+    },
+    /// Revoke a device; it is refused from its next request on.
+    Remove {
+        /// Application UID.
+        app_uid: String,
+        /// Client id (from `client list`).
+        client_id: String,
+    },
+}

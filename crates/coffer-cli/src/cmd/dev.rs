@@ -1,0 +1,161 @@
+//! `coffer server --dev`: a throwaway server with demo data, ready to read in a minute.
+
+use anyhow::{Context, Result};
+use coffer_owner::{NewClientOptions, OwnerClient, ServerTrust, Session};
+use coffer_proto::record::RecordData;
+
+use super::server::{config_from_args, serve_until_signal};
+use crate::cli::ServerArgs;
+use crate::fields::build_record;
+use crate::home::{SavedSession, write_private};
+
+/// The demo TOTP secret (RFC 4648 base32 of "Hello!\xde\xad\xbe\xef").
+const DEMO_TOTP: &str =
+    "otpauth://totp/Coffer:dev@example.com?secret=JBSWY3DPEHPK3PXP&issuer=Coffer";
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let (data_dir, _guard) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("coffer-dev-")
+                .tempdir()
+                .context("cannot create a temporary data directory")?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    let config = config_from_args(&args, data_dir.clone());
+    let base = config.public_base_url();
+    let server = coffer_server::start(config, None)
+        .await
+        .context("the dev server could not start (is the port taken? try --listen 127.0.0.1:0)")?;
+    let base = if args.listen.port() == 0 && args.public_host.is_none() {
+        format!("https://{}", server.local_addr)
+    } else {
+        base
+    };
+    let ca_cert = data_dir.join("tls").join("cert.pem");
+    let password = coffer_crypto::encode_url(&coffer_crypto::random_bytes::<12>());
+    let home = data_dir.join("home");
+    let code = server
+        .setup_code
+        .clone()
+        .context("this data dir already has an owner; --dev needs a fresh one (omit --data-dir)")?;
+    let client = OwnerClient::new(&base, &ServerTrust::ExtraCa(ca_cert.clone()))?;
+    let session = Session::register(client, "dev@localhost", &password, &code).await?;
+    let demo = provision(&session).await?;
+    SavedSession {
+        server: base.clone(),
+        email: session.email().to_owned(),
+        token: session.token().to_owned(),
+        expires_at: session.expires_at(),
+        ca_cert: Some(ca_cert.clone()),
+    }
+    .save(&home)?;
+    let env = format!(
+        "export COFFER_HOME={home}\nexport COFFER_PASSWORD={password}\nexport COFFER_CA_CERT={ca}\nexport KSM_CONFIG={config}\nexport REQUESTS_CA_BUNDLE={ca}\nexport NODE_EXTRA_CA_CERTS={ca}\n",
+        home = home.display(),
+        ca = ca_cert.display(),
+        config = demo.config,
+    );
+    write_private(&data_dir.join("dev.env"), env.as_bytes())?;
+    println!(
+        "Coffer dev server: {base}   (data: {}{})",
+        data_dir.display(),
+        if _guard.is_some() {
+            ", deleted on exit"
+        } else {
+            ""
+        }
+    );
+    println!();
+    println!("Owner     dev@localhost / {password}");
+    println!(
+        "Folder    Demo {}  (shared with app \"Demo App\" {}, editable)",
+        demo.folder, demo.app
+    );
+    println!(
+        "Records   Demo Login {} (login, password, url, TOTP, hello.txt)",
+        demo.login
+    );
+    println!("          Demo Database {}", demo.database);
+    println!("Token     {}", demo.token);
+    println!("Config    {}", demo.config);
+    println!();
+    println!("Read a secret (another terminal):");
+    println!("  source {}", data_dir.join("dev.env").display());
+    println!("  coffer vault record get {}", demo.login);
+    println!(
+        "  python3 -c \"from keeper_secrets_manager_core import SecretsManager; from keeper_secrets_manager_core.storage import InMemoryKeyValueStorage; import os; sm = SecretsManager(config=InMemoryKeyValueStorage(os.environ['KSM_CONFIG'])); print(sm.get_notation('keeper://{}/field/password'))\"",
+        demo.login
+    );
+    println!();
+    println!("Ctrl-C stops the server.");
+    serve_until_signal(server).await
+}
+
+struct Demo {
+    folder: String,
+    login: String,
+    database: String,
+    app: String,
+    token: String,
+    config: String,
+}
+
+async fn provision(session: &Session) -> Result<Demo> {
+    let folder = session.create_folder("Demo", None).await?;
+    let password = coffer_crypto::encode_url(&coffer_crypto::random_bytes::<15>());
+    let login: RecordData = build_record(
+        "login",
+        "Demo Login",
+        &[
+            "login=dev@example.com".into(),
+            format!("password={password}"),
+            "url=https://example.com".into(),
+            format!("oneTimeCode={DEMO_TOTP}"),
+        ],
+        &["Environment=dev".into()],
+        Some("Created by coffer server --dev."),
+    )?;
+    let login = session.add_record(&folder, &login).await?;
+    session
+        .attach_file(&login, "hello.txt", "text/plain", b"Hello from Coffer!\n")
+        .await?;
+    let database = build_record(
+        "databaseCredentials",
+        "Demo Database",
+        &[
+            "text.type=postgresql".into(),
+            r#"host={"hostName":"localhost","port":"5432"}"#.into(),
+            "login=app".into(),
+            format!(
+                "password={}",
+                coffer_crypto::encode_url(&coffer_crypto::random_bytes::<15>())
+            ),
+        ],
+        &[],
+        None,
+    )?;
+    let database = session.add_record(&folder, &database).await?;
+    let app = session.create_app("Demo App").await?;
+    session.share(&app, &folder, true).await?;
+    let client = session
+        .add_client(
+            &app,
+            &NewClientOptions {
+                name: Some("dev client".into()),
+                first_access_expires: None,
+                unlock_ip: true,
+            },
+        )
+        .await?;
+    Ok(Demo {
+        folder,
+        login,
+        database,
+        app,
+        token: client.token,
+        config: client.config,
+    })
+}

@@ -1,0 +1,49 @@
+//! Command implementations.
+
+mod dev;
+mod server;
+mod vault;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Vault(args) => {
+            init_logging("warn");
+            vault::run(args).await
+        }
+    }
+}
+
+/// Logs to stderr; `COFFER_LOG` (or `RUST_LOG`) overrides the default level.
+pub fn init_logging(default: &str) {
+    let filter = std::env::var("COFFER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The master password from `COFFER_PASSWORD` or a prompt (twice when `confirm`).
+pub fn master_password(confirm: bool) -> Result<String> {
+    if let Ok(password) = std::env::var("COFFER_PASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(password);
+    }
+    let password = rpassword::prompt_password("Master password: ").map_err(|e| {
+        anyhow::anyhow!("cannot read the master password ({e}); set COFFER_PASSWORD when no terminal is available")
+    })?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat master password: ")?;
+        anyhow::ensure!(password == again, "the passwords do not match");
+    }
+    Ok(password)
+}

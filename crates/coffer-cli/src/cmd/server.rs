@@ -1,0 +1,103 @@
+//! `coffer server`.
+
+use anyhow::{Context, Result};
+use coffer_server::{RunningServer, ServerConfig, TlsSource};
+
+use super::init_logging;
+use crate::cli::ServerArgs;
+use crate::home::default_data_dir;
+
+/// Turns the flags into a server configuration.
+pub fn config_from_args(args: &ServerArgs, data_dir: std::path::PathBuf) -> ServerConfig {
+    let mut config = ServerConfig::new(data_dir);
+    config.listen = args.listen;
+    config.public_host = args
+        .public_host
+        .clone()
+        .unwrap_or_else(|| args.listen.to_string());
+    config.database_url = args.database_url.clone();
+    config.max_file_bytes = args.max_file_size;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+    }
+    config
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn run(args: ServerArgs) -> Result<()> {
+    init_logging("info");
+    if args.dev {
+        return super::dev::run(args).await;
+    }
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => default_data_dir()?,
+    };
+    let config = config_from_args(&args, data_dir.clone());
+    let public = config.public_base_url();
+    let server = coffer_server::start(config, None)
+        .await
+        .context("the server could not start")?;
+    eprintln!(
+        "Coffer {} listening on https://{} (public URL {public})",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr
+    );
+    eprintln!("Data directory: {}", data_dir.display());
+    eprintln!(
+        "Server public key (id {}): {}",
+        server.key_id, server.public_key
+    );
+    if let Some(code) = &server.setup_code {
+        eprintln!();
+        eprintln!("No owner account exists yet. One-time setup code: {code}");
+        eprintln!(
+            "(also in {}). Register the first owner with:",
+            data_dir.join("setup-code").display()
+        );
+        eprintln!(
+            "  coffer vault register --server {public} --email YOU@EXAMPLE.COM --setup-code {code} --ca-cert {}",
+            data_dir.join("tls").join("cert.pem").display()
+        );
+    }
+    serve_until_signal(server).await
+}
+
+/// Waits for SIGTERM/SIGINT, then shuts down gracefully.
+pub async fn serve_until_signal(server: RunningServer) -> Result<()> {
+    let handle = server.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = handle.send(true);
+    });
+    server
+        .wait()
+        .await
+        .context("the server stopped with an error")
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,177 @@
+//! HTTPS transport for the owner API.
+
+use std::path::PathBuf;
+
+use coffer_proto::ErrorBody;
+use coffer_proto::owner::{OWNER_PREFIX, ServerInfo};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{OwnerError, OwnerResult};
+
+/// Which certificates the client trusts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ServerTrust {
+    /// The operating system's roots only.
+    #[default]
+    System,
+    /// The system roots plus a PEM file (e.g. the server's `DATA_DIR/tls/cert.pem`).
+    ExtraCa(PathBuf),
+}
+
+/// A connection to one server's owner API.
+#[derive(Clone, Debug)]
+pub struct OwnerClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl OwnerClient {
+    /// A client for `server` (`https://host[:port]`).
+    pub fn new(server: &str, trust: &ServerTrust) -> OwnerResult<Self> {
+        let base = server.trim().trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") {
+            return Err(OwnerError::Invalid(format!(
+                "the server URL must start with https:// (got {base:?})"
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .timeout(std::time::Duration::from_secs(600))
+            .no_proxy();
+        if let ServerTrust::ExtraCa(path) = trust {
+            let pem = std::fs::read(path).map_err(|e| {
+                OwnerError::Io(format!(
+                    "cannot read CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                OwnerError::Invalid(format!("{} is not a PEM certificate: {e}", path.display()))
+            })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| OwnerError::Http(format!("cannot set up HTTPS: {e}")))?;
+        Ok(Self { http, base })
+    }
+
+    /// `https://host[:port]`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{OWNER_PREFIX}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> OwnerResult<T> {
+        let response = request.send().await.map_err(http_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(http_error)?;
+        if !status.is_success() {
+            return Err(server_error(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| OwnerError::Http(format!("the server sent an unexpected answer: {e}")))
+    }
+
+    /// `GET` a JSON resource.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> OwnerResult<T> {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    /// `POST` (or `PUT` when `put`) a JSON body.
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        put: bool,
+        path: &str,
+        token: Option<&str>,
+        body: &B,
+    ) -> OwnerResult<T> {
+        let url = self.url(path);
+        let mut request = if put {
+            self.http.put(url)
+        } else {
+            self.http.post(url)
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request.json(body)).await
+    }
+
+    /// `PUT` raw bytes to an absolute URL (uploads).
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        bytes: Vec<u8>,
+    ) -> OwnerResult<T> {
+        let request = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        self.send(request).await
+    }
+
+    /// `GET` raw bytes.
+    pub async fn get_bytes(&self, path: &str, token: &str) -> OwnerResult<Vec<u8>> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(http_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(http_error)?;
+        if !status.is_success() {
+            return Err(server_error(status.as_u16(), &bytes));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// The server's public facts (key, host, whether setup is pending).
+    pub async fn info(&self) -> OwnerResult<ServerInfo> {
+        self.get("/info", None).await
+    }
+}
+
+fn http_error(err: reqwest::Error) -> OwnerError {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    OwnerError::Http(text)
+}
+
+fn server_error(status: u16, body: &[u8]) -> OwnerError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(err) => OwnerError::Server {
+            status,
+            code: err.code().to_owned(),
+            message: err.message,
+        },
+        Err(_) => OwnerError::Server {
+            status,
+            code: "http".into(),
+            message: format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ),
+        },
+    }
+}
