@@ -9,7 +9,8 @@
 //!
 //! * Each method is atomic: it either fully happens or not at all, and once it returns `Ok` the
 //!   change is durable (survives a crash or power loss).
-//! * Conditional writes ([`Store::bind_device`], [`Store::update_record`],
+//! * Conditional writes ([`Store::bind_device`], [`Store::update_record`], the transaction
+//!   methods,
 //!   [`Store::complete_upload`], the `create_*` methods) are decided inside the database, so
 //!   that several server processes sharing one database agree: exactly one of two racing
 //!   callers wins.
@@ -296,6 +297,86 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// How a record update is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordUpdate {
+    /// The record.
+    pub uid: String,
+    /// The revision the writer read; the update only happens if it is still current.
+    pub expected_revision: i64,
+    /// New data (GCM(recordKey, JSON)).
+    pub data: Vec<u8>,
+    /// File UIDs to detach and delete.
+    pub remove_files: Vec<String>,
+    /// Open a transaction instead of committing outright.
+    pub transaction: Option<TransactionStart>,
+    /// `owner:<uid>` or `client:<id>`.
+    pub actor: String,
+    /// Time of the change.
+    pub now: Millis,
+}
+
+/// A transaction to open with an update (PROTOCOL.md §5.3: `general` or `rotation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionStart {
+    /// `general` or `rotation`.
+    pub kind: String,
+    /// When it is rolled back automatically if nobody finalises it.
+    pub expires_at: Millis,
+}
+
+/// An open transaction on a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionRow {
+    /// The record.
+    pub record_uid: String,
+    /// `general` or `rotation`.
+    pub kind: String,
+    /// Data before the transactional update.
+    pub previous_data: Vec<u8>,
+    /// Revision before the transactional update.
+    pub previous_revision: i64,
+    /// File UIDs to delete when the transaction is finalised.
+    pub remove_files: Vec<String>,
+    /// Who opened it.
+    pub actor: String,
+    /// Automatic rollback time.
+    pub expires_at: Millis,
+}
+
+/// Result of a record change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordChange {
+    /// The record's revision after the change.
+    pub revision: i64,
+    /// Files whose rows were deleted; the caller removes their content.
+    pub removed_files: Vec<String>,
+}
+
+/// A past revision of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// Revision number.
+    pub revision: i64,
+    /// Data of that revision.
+    pub data: Vec<u8>,
+    /// Who wrote it.
+    pub actor: String,
+    /// When.
+    pub at: Millis,
+}
+
+/// What a deletion removed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Removed {
+    /// Records deleted.
+    pub records: Vec<String>,
+    /// Folders deleted.
+    pub folders: Vec<String>,
+    /// Files deleted (the caller removes their content).
+    pub files: Vec<String>,
+}
+
 /// The storage interface. See the crate docs for the contract.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -407,6 +488,44 @@ pub trait Store: Send + Sync + 'static {
     async fn devices_of_app(&self, app_uid: &str) -> StoreResult<Vec<DeviceRow>>;
     /// Deletes a device of an app; `NotFound` if it is not a device of that app.
     async fn delete_device(&self, app_uid: &str, client_id: &str) -> StoreResult<()>;
+
+    // ---- record changes (write path) -----------------------------------------------------
+
+    /// Replaces a record's data if `expected_revision` is current (`Precondition("stale")`
+    /// otherwise) and no transaction is open on it (`Precondition("transaction open")`).
+    /// Increments the revision and appends a history entry. Without a transaction the listed
+    /// files are deleted at once (only files of this record; others are ignored); with one, the
+    /// previous data and revision are kept, and the file removal waits for finalisation.
+    /// `NotFound` if the record does not exist.
+    async fn update_record(&self, update: &RecordUpdate) -> StoreResult<RecordChange>;
+    /// The open transaction of a record; `NotFound` if none.
+    async fn transaction(&self, record_uid: &str) -> StoreResult<TransactionRow>;
+    /// Commits the open transaction: deletes its pending files and forgets the previous data.
+    /// `NotFound` if no transaction is open. The revision does not change.
+    async fn finalize_transaction(&self, record_uid: &str, now: Millis) -> StoreResult<RecordChange>;
+    /// Rolls the open transaction back: restores the previous data as a new, higher revision
+    /// (history entry by `actor`). `NotFound` if no transaction is open.
+    async fn rollback_transaction(
+        &self,
+        record_uid: &str,
+        actor: &str,
+        now: Millis,
+    ) -> StoreResult<RecordChange>;
+    /// Rolls back every transaction that expired before `now`; returns (record UID, owner UID)
+    /// of each.
+    async fn expire_transactions(&self, now: Millis) -> StoreResult<Vec<(String, String)>>;
+    /// Every revision of a record, newest first (the current one included).
+    async fn record_history(&self, record_uid: &str) -> StoreResult<Vec<HistoryRow>>;
+    /// Deletes a record with its files, pending uploads, history, transaction and direct
+    /// shares. `NotFound` if it does not exist.
+    async fn delete_record(&self, uid: &str) -> StoreResult<Removed>;
+    /// Replaces a folder's encrypted data (its name). `NotFound` if it does not exist.
+    async fn update_folder(&self, uid: &str, data: &[u8]) -> StoreResult<()>;
+    /// True when a folder directly contains no record and no sub-folder.
+    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool>;
+    /// Deletes a folder, all its sub-folders, every record in them (as [`Store::delete_record`])
+    /// and, for a shared folder, its shares. `NotFound` if it does not exist.
+    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed>;
 
     // ---- audit -----------------------------------------------------------------------------
 
