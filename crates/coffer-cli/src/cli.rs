@@ -170,6 +170,21 @@ pub enum FolderCommand {
     },
     /// List folders as a tree.
     List,
+    /// Rename a folder.
+    Rename {
+        /// Folder UID.
+        uid: String,
+        /// New name.
+        name: String,
+    },
+    /// Delete a folder (a non-empty one only with --force, which deletes everything in it).
+    Delete {
+        /// Folder UID.
+        uid: String,
+        /// Also delete its sub-folders and records.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +227,46 @@ pub enum RecordCommand {
         /// Record UID.
         uid: String,
     },
+    /// Change a record: title, notes, fields (each --field/--custom replaces that field's values).
+    #[command(
+        after_help = "Examples:\n  coffer vault record edit UID --field password='n3w-s3cret'\n  coffer vault record edit UID --title 'Prod DB (old)' --custom Environment=staging\n  coffer vault record edit UID --json-file record.json"
+    )]
+    Edit {
+        /// Record UID.
+        uid: String,
+        /// New title.
+        #[arg(long)]
+        title: Option<String>,
+        /// New notes.
+        #[arg(long)]
+        notes: Option<String>,
+        /// Standard field, TYPE=VALUE (or TYPE.LABEL=VALUE); replaces that field's values.
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        /// Custom field, LABEL=VALUE or LABEL:TYPE=VALUE; replaces that field's values.
+        #[arg(long = "custom")]
+        custom: Vec<String>,
+        /// Replace the whole record JSON from a file.
+        #[arg(long, conflicts_with_all = ["title", "fields", "custom", "notes"])]
+        json_file: Option<PathBuf>,
+    },
+    /// Delete a record with its attachments and history.
+    Delete {
+        /// Record UID.
+        uid: String,
+    },
+    /// List every revision of a record (newest first).
+    History {
+        /// Record UID.
+        uid: String,
+    },
+    /// Make an old revision current again (saved as a new revision).
+    Restore {
+        /// Record UID.
+        uid: String,
+        /// Revision to restore (from `record history`).
+        revision: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +291,13 @@ pub enum FileCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Delete an attachment from a record.
+    Remove {
+        /// Record UID.
+        record_uid: String,
+        /// File UID.
+        file_uid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -256,6 +318,13 @@ pub enum AppCommand {
         /// Let the application's devices change it.
         #[arg(long)]
         editable: bool,
+    },
+    /// Stop sharing a folder or record with an application.
+    Unshare {
+        /// Application UID.
+        app_uid: String,
+        /// Shared folder UID or record UID.
+        target_uid: String,
     },
 }
 

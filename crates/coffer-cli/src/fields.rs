@@ -108,6 +108,56 @@ pub fn build_record(
     Ok(record)
 }
 
+/// Applies `record edit` flags: each flag replaces the values of the first matching field
+/// (a second flag for the same field adds a value); unknown fields are appended.
+pub fn apply_edits(record: &mut RecordData, fields: &[String], custom: &[String]) -> Result<()> {
+    let mut touched: Vec<(bool, usize)> = Vec::new();
+    for (is_custom, flag) in fields
+        .iter()
+        .map(|f| (false, f))
+        .chain(custom.iter().map(|f| (true, f)))
+    {
+        let (key, text) = split_flag(if is_custom { "custom" } else { "field" }, flag)?;
+        let (field_type, label) = if is_custom {
+            match key.rsplit_once(':') {
+                Some((label, t)) if !t.is_empty() && !t.contains(' ') => (t, Some(label)),
+                _ => ("text", Some(key)),
+            }
+        } else {
+            match key.split_once('.') {
+                Some((t, l)) => (t, Some(l)),
+                None => (key, None),
+            }
+        };
+        let values = parse_values(field_type, text)?;
+        let list = if is_custom {
+            &mut record.custom
+        } else {
+            &mut record.fields
+        };
+        let position = list.iter().position(|f| match label {
+            Some(label) => f.label.as_deref() == Some(label),
+            None => f.field_type == field_type,
+        });
+        match position {
+            Some(i) if touched.contains(&(is_custom, i)) => list[i].value.extend(values),
+            Some(i) => {
+                list[i].value = values;
+                touched.push((is_custom, i));
+            }
+            None => {
+                let field = Field::new(field_type, values);
+                list.push(match label {
+                    Some(label) => field.with_label(label),
+                    None => field,
+                });
+                touched.push((is_custom, list.len() - 1));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +197,40 @@ mod tests {
         assert_eq!(rec.custom_field("Env").unwrap().value[0], "prod");
         assert_eq!(rec.custom_field("Owner").unwrap().value[0]["first"], "Jane");
         assert_eq!(rec.custom_field("Owner").unwrap().field_type, "name");
+    }
+
+    #[test]
+    fn edits_replace_then_append() {
+        let mut rec = build_record(
+            "login",
+            "T",
+            &["password=old".into(), "url=a".into()],
+            &["Env=prod".into()],
+            None,
+        )
+        .unwrap();
+        apply_edits(
+            &mut rec,
+            &["password=new".into(), "url=b".into(), "url=c".into()],
+            &["Env=dev".into(), "New=x".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            rec.field("password").unwrap().value,
+            vec![Value::from("new")]
+        );
+        assert_eq!(
+            rec.field("url").unwrap().value,
+            vec![Value::from("b"), Value::from("c")]
+        );
+        assert_eq!(
+            rec.custom_field("Env").unwrap().value,
+            vec![Value::from("dev")]
+        );
+        assert_eq!(
+            rec.custom_field("New").unwrap().value,
+            vec![Value::from("x")]
+        );
     }
 
     #[test]

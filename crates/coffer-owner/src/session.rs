@@ -9,9 +9,10 @@ use coffer_crypto::{
 };
 use coffer_proto::owner::{
     AddClientRequest, App, AttachFileRequest, AttachFileResponse, AuditEvent, Client,
-    CreateAppRequest, CreateFolderRequest, CreateRecordRequest, Folder, LoginRequest,
-    LoginResponse, PreloginRequest, PreloginResponse, Record, RegisterRequest, ServerInfo, Share,
-    ShareKind, ShareRequest, UidResponse,
+    CreateAppRequest, CreateFolderRequest, CreateRecordRequest, DeleteFolderRequest, Folder,
+    HistoryEntry, LoginRequest, LoginResponse, PreloginRequest, PreloginResponse, Record,
+    RegisterRequest, RemovedResponse, RenameFolderRequest, RestoreRequest, RevisionResponse,
+    ServerInfo, Share, ShareKind, ShareRequest, UidResponse, UpdateRecordRequest,
 };
 use coffer_proto::record::{Field, RecordData};
 use serde_json::{Value, json};
@@ -527,6 +528,139 @@ impl Session {
         gcm_open(&file.key, &bytes).map_err(|_| OwnerError::Decrypt("a file"))
     }
 
+    /// Replaces a record's content; `revision` must be the one it was read at. Returns the new
+    /// revision.
+    pub async fn update_record(
+        &self,
+        uid: &str,
+        data: &RecordData,
+        revision: i64,
+    ) -> OwnerResult<i64> {
+        self.update_record_removing(uid, data, revision, &[]).await
+    }
+
+    async fn update_record_removing(
+        &self,
+        uid: &str,
+        data: &RecordData,
+        revision: i64,
+        remove_files: &[String],
+    ) -> OwnerResult<i64> {
+        validate_record(data)?;
+        let record = self.record(uid).await?;
+        let request = UpdateRecordRequest {
+            data: encode_std(&gcm_seal(&record.key, &data.to_vec())),
+            revision,
+            remove_files: remove_files.to_vec(),
+        };
+        let answer: RevisionResponse = self
+            .client
+            .send_json(
+                true,
+                &format!("/records/{uid}"),
+                Some(&self.token),
+                &request,
+            )
+            .await?;
+        Ok(answer.revision)
+    }
+
+    /// Deletes an attachment and its reference in the record's `fileRef` fields.
+    pub async fn remove_file(&self, record_uid: &str, file_uid: &str) -> OwnerResult<i64> {
+        let record = self.record(record_uid).await?;
+        if !record.files.iter().any(|f| f.uid == file_uid) {
+            return Err(OwnerError::Invalid(format!(
+                "record {record_uid} has no attachment {file_uid}"
+            )));
+        }
+        let mut data = record.data.clone();
+        for field in data.fields.iter_mut().chain(data.custom.iter_mut()) {
+            if field.field_type == "fileRef" {
+                field.value.retain(|v| v.as_str() != Some(file_uid));
+            }
+        }
+        self.update_record_removing(record_uid, &data, record.revision, &[file_uid.to_owned()])
+            .await
+    }
+
+    /// Deletes a record with its attachments and history.
+    pub async fn delete_record(&self, uid: &str) -> OwnerResult<RemovedResponse> {
+        self.client
+            .send_json(
+                false,
+                &format!("/records/{uid}/delete"),
+                Some(&self.token),
+                &json!({}),
+            )
+            .await
+    }
+
+    /// Every revision of a record, newest first, decrypted.
+    pub async fn record_history(&self, uid: &str) -> OwnerResult<Vec<(HistoryEntry, RecordData)>> {
+        let record = self.record(uid).await?;
+        let entries: Vec<HistoryEntry> = self
+            .client
+            .get(&format!("/records/{uid}/history"), Some(&self.token))
+            .await?;
+        entries
+            .into_iter()
+            .map(|entry| {
+                let plain = gcm_open(&record.key, &b64("a record revision", &entry.data)?)
+                    .map_err(|_| OwnerError::Decrypt("a record revision"))?;
+                let data = RecordData::from_slice(&plain)
+                    .map_err(|_| OwnerError::Decrypt("a record revision"))?;
+                Ok((entry, data))
+            })
+            .collect()
+    }
+
+    /// Makes an old revision current again (as a new revision). Returns the new revision.
+    pub async fn restore_record(&self, uid: &str, revision: i64) -> OwnerResult<i64> {
+        let current = self.record(uid).await?;
+        let answer: RevisionResponse = self
+            .client
+            .send_json(
+                false,
+                &format!("/records/{uid}/restore"),
+                Some(&self.token),
+                &RestoreRequest {
+                    revision,
+                    expected_revision: current.revision,
+                },
+            )
+            .await?;
+        Ok(answer.revision)
+    }
+
+    /// Renames a folder.
+    pub async fn rename_folder(&self, uid: &str, name: &str) -> OwnerResult<()> {
+        let (folder, _) = self.folder(uid).await?;
+        let _: Value = self
+            .client
+            .send_json(
+                false,
+                &format!("/folders/{uid}/rename"),
+                Some(&self.token),
+                &RenameFolderRequest {
+                    data: folder_name_data(&folder.key, name),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a folder; a non-empty one only with `force` (then with everything in it).
+    pub async fn delete_folder(&self, uid: &str, force: bool) -> OwnerResult<RemovedResponse> {
+        self.client
+            .send_json(
+                false,
+                &format!("/folders/{uid}/delete"),
+                Some(&self.token),
+                &DeleteFolderRequest { force },
+            )
+            .await
+    }
+
     // ---- applications ------------------------------------------------------------------
 
     /// All applications, decrypted.
@@ -611,6 +745,20 @@ impl Session {
             )
             .await?;
         Ok(share.kind)
+    }
+
+    /// Stops sharing a folder or record with an application.
+    pub async fn unshare(&self, app_uid: &str, target_uid: &str) -> OwnerResult<()> {
+        let _: Value = self
+            .client
+            .send_json(
+                false,
+                &format!("/apps/{app_uid}/shares/remove"),
+                Some(&self.token),
+                &json!({ "target_uid": target_uid }),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Creates a one-time token for a new client device of an application.

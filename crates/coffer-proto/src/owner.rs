@@ -344,3 +344,70 @@ pub struct UidResponse {
     /// The UID.
     pub uid: String,
 }
+
+/// `PUT /records/{uid}`: replace a record's data.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UpdateRecordRequest {
+    /// GCM(recordKey, record JSON).
+    pub data: String,
+    /// The revision the new data was made from.
+    pub revision: i64,
+    /// Attachments to delete with this change.
+    #[serde(default)]
+    pub remove_files: Vec<String>,
+}
+
+/// `{"revision": …}` answers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RevisionResponse {
+    /// The record's revision after the change.
+    pub revision: i64,
+}
+
+/// One entry of `GET /records/{uid}/history`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct HistoryEntry {
+    /// Revision.
+    pub revision: i64,
+    /// GCM(recordKey, record JSON) of that revision.
+    pub data: String,
+    /// Who wrote it.
+    pub actor: String,
+    /// When, ms.
+    pub at: i64,
+}
+
+/// `POST /records/{uid}/restore`: make an old revision current again (as a new revision).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RestoreRequest {
+    /// The revision to restore.
+    pub revision: i64,
+    /// The current revision the owner saw.
+    pub expected_revision: i64,
+}
+
+/// `POST /folders/{uid}/rename`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RenameFolderRequest {
+    /// CBC(folderKey, `{"name": …}`).
+    pub data: String,
+}
+
+/// `POST /folders/{uid}/delete`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DeleteFolderRequest {
+    /// Delete a non-empty folder with everything in it.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What a deletion removed.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct RemovedResponse {
+    /// Records deleted.
+    pub records: Vec<String>,
+    /// Folders deleted.
+    pub folders: Vec<String>,
+    /// Files deleted.
+    pub files: Vec<String>,
+}

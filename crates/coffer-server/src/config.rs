@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub upload_ttl: Duration,
     /// Owner session lifetime.
     pub session_ttl: Duration,
+    /// How long a `general`/`rotation` transaction may stay open before it is rolled back.
+    pub transaction_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -58,6 +60,7 @@ impl ServerConfig {
             download_ttl: Duration::from_secs(15 * 60),
             upload_ttl: Duration::from_secs(15 * 60),
             session_ttl: Duration::from_secs(12 * 3600),
+            transaction_ttl: Duration::from_secs(3600),
         }
     }
 

@@ -117,6 +117,10 @@ pub fn router(state: AppState) -> Router {
     let max = state.config.max_request_bytes;
     Router::new()
         .route("/api/rest/sm/v1/{endpoint}", post(ksm::handle))
+        .route(
+            "/api/rest/sm/v1/upload/{token}",
+            post(ksm::upload).layer(DefaultBodyLimit::disable()),
+        )
         .nest(coffer_proto::owner::OWNER_PREFIX, owner::routes())
         .route("/files/{uid}/{expires}/{sig}", get(links::download))
         .route("/health", get(|| async { "ok" }))
@@ -254,6 +258,9 @@ async fn janitor(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
+        if let Err(err) = ksm::expire_transactions(&state).await {
+            tracing::warn!(error = %err.message, "transaction expiry failed");
+        }
         match state.store.expire_uploads(now_ms()).await {
             Ok(uids) => {
                 for uid in uids {

@@ -13,15 +13,15 @@
 //! The schema lives in `migrations/` and is embedded in the binary; [`SqliteStore::open`] applies
 //! any migrations the file has not seen yet.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_store::{
-    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, Millis,
-    NewAuditEvent, OwnerRow, RecordRow, SessionRow, ShareKind, ShareRow, Store, StoreError,
-    StoreResult, UploadRow,
+    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow, Millis,
+    NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
+    ShareRow, Store, StoreError, StoreResult, TransactionRow, UploadRow,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
@@ -29,7 +29,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 
 /// The embedded schema migrations.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -72,6 +72,11 @@ macro_rules! upload_cols {
     () => {
         "token_hash, file_uid, record_uid, file_key, file_owner_key, file_data, file_size, \
          file_created_at, record_data, record_revision, actor, expires_at"
+    };
+}
+macro_rules! transaction_cols {
+    () => {
+        "record_uid, kind, previous_data, previous_revision, remove_files, actor, expires_at"
     };
 }
 macro_rules! app_cols {
@@ -127,6 +132,37 @@ impl SqliteStore {
     /// Closes every connection (waiting for running statements). Later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Starts a transaction that takes the write lock up front (`BEGIN IMMEDIATE`), for
+    /// methods that read and then write depending on what they read.
+    async fn begin_immediate(&self, op: &'static str) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err(op))
+    }
+}
+
+/// Ends `tx` according to `result`: commits on `Ok` (a failed commit is the method's error),
+/// rolls back on `Err` and returns that error.
+async fn finish<T>(
+    op: &'static str,
+    tx: Transaction<'static, Sqlite>,
+    result: StoreResult<T>,
+) -> StoreResult<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(map_err(op))?;
+            Ok(value)
+        }
+        Err(e) => {
+            // Dropping the transaction would roll it back too; doing it here reports failures.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(op, error = %rollback, "sqlite rollback failed");
+            }
+            Err(e)
+        }
     }
 }
 
@@ -397,6 +433,380 @@ fn audit_limit(requested: u32) -> u32 {
         0 => AUDIT_DEFAULT_LIMIT,
         n => n.min(AUDIT_MAX_LIMIT),
     }
+}
+
+fn transaction_from(row: &SqliteRow) -> StoreResult<TransactionRow> {
+    let op = "transaction";
+    let remove_files: String = row.try_get("remove_files").map_err(map_err(op))?;
+    Ok(TransactionRow {
+        record_uid: row.try_get("record_uid").map_err(map_err(op))?,
+        kind: row.try_get("kind").map_err(map_err(op))?,
+        previous_data: row.try_get("previous_data").map_err(map_err(op))?,
+        previous_revision: row.try_get("previous_revision").map_err(map_err(op))?,
+        remove_files: parse_list(op, &remove_files)?,
+        actor: row.try_get("actor").map_err(map_err(op))?,
+        expires_at: row.try_get("expires_at").map_err(map_err(op))?,
+    })
+}
+
+fn history_from(row: &SqliteRow) -> Result<HistoryRow, sqlx::Error> {
+    Ok(HistoryRow {
+        revision: row.try_get("revision")?,
+        data: row.try_get("data")?,
+        actor: row.try_get("actor")?,
+        at: row.try_get("at")?,
+    })
+}
+
+/// Decodes a UID list stored by [`json_list`].
+fn parse_list(op: &'static str, json: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(json).map_err(|e| backend(op, &e))
+}
+
+// ---- write-path steps --------------------------------------------------------------------
+//
+// Each runs on a connection inside a `BEGIN IMMEDIATE` transaction opened by the calling trait
+// method, which commits only if every step succeeded.
+
+/// Actor of the history entries written by [`Store::expire_transactions`].
+const EXPIRY_ACTOR: &str = "system:expiry";
+
+/// Sets a record's data and revision and appends the matching history entry.
+async fn write_record_data(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    record_uid: &str,
+    data: &[u8],
+    revision: i64,
+    actor: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE records SET data = ?, revision = ?, updated_at = ? WHERE uid = ?")
+        .bind(data)
+        .bind(revision)
+        .bind(now)
+        .bind(record_uid)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err(op))?;
+    sqlx::query(
+        "INSERT INTO record_history (record_uid, revision, data, actor, at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(record_uid)
+    .bind(revision)
+    .bind(data)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    Ok(())
+}
+
+/// Deletes those of `file_uids` that are complete files of `record_uid`; returns their UIDs,
+/// sorted. UIDs of other records' files, pending uploads or nothing at all are ignored.
+async fn delete_files_of_record(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    record_uid: &str,
+    file_uids: &[String],
+) -> StoreResult<Vec<String>> {
+    if file_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut removed: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM files WHERE record_uid = ? AND uid IN (SELECT value FROM json_each(?)) \
+         RETURNING uid",
+    )
+    .bind(record_uid)
+    .bind(json_list(op, file_uids)?)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    removed.sort();
+    Ok(removed)
+}
+
+/// The body of [`Store::update_record`].
+async fn update_record_in(
+    conn: &mut SqliteConnection,
+    update: &RecordUpdate,
+) -> StoreResult<RecordChange> {
+    let op = "update_record";
+    let current: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT revision, data FROM records WHERE uid = ?")
+            .bind(&update.uid)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err(op))?;
+    let Some((current, previous_data)) = current else {
+        return Err(StoreError::NotFound);
+    };
+    let open: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM record_transactions WHERE record_uid = ?)",
+    )
+    .bind(&update.uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    if open {
+        return Err(StoreError::Precondition("transaction open"));
+    }
+    if current != update.expected_revision {
+        return Err(StoreError::Precondition("stale"));
+    }
+    let revision = current + 1;
+    write_record_data(
+        conn,
+        op,
+        &update.uid,
+        &update.data,
+        revision,
+        &update.actor,
+        update.now,
+    )
+    .await?;
+    let removed_files = match &update.transaction {
+        None => delete_files_of_record(conn, op, &update.uid, &update.remove_files).await?,
+        Some(start) => {
+            sqlx::query(concat!(
+                "INSERT INTO record_transactions (",
+                transaction_cols!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(&update.uid)
+            .bind(&start.kind)
+            .bind(&previous_data)
+            .bind(current)
+            .bind(json_list(op, &update.remove_files)?)
+            .bind(&update.actor)
+            .bind(start.expires_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err(op))?;
+            Vec::new()
+        }
+    };
+    Ok(RecordChange {
+        revision,
+        removed_files,
+    })
+}
+
+/// The current revision of a record; `NotFound` if it does not exist.
+async fn revision_of(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    record_uid: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar("SELECT revision FROM records WHERE uid = ?")
+        .bind(record_uid)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err(op))?
+        .ok_or(StoreError::NotFound)
+}
+
+/// The body of [`Store::finalize_transaction`].
+async fn finalize_in(conn: &mut SqliteConnection, record_uid: &str) -> StoreResult<RecordChange> {
+    let op = "finalize_transaction";
+    let remove_files: Option<String> = sqlx::query_scalar(
+        "DELETE FROM record_transactions WHERE record_uid = ? RETURNING remove_files",
+    )
+    .bind(record_uid)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let Some(remove_files) = remove_files else {
+        return Err(StoreError::NotFound);
+    };
+    let remove_files = parse_list(op, &remove_files)?;
+    let removed_files = delete_files_of_record(conn, op, record_uid, &remove_files).await?;
+    Ok(RecordChange {
+        revision: revision_of(conn, op, record_uid).await?,
+        removed_files,
+    })
+}
+
+/// The body of [`Store::rollback_transaction`], also used by [`Store::expire_transactions`].
+async fn rollback_in(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    record_uid: &str,
+    actor: &str,
+    now: Millis,
+) -> StoreResult<RecordChange> {
+    let previous_data: Option<Vec<u8>> = sqlx::query_scalar(
+        "DELETE FROM record_transactions WHERE record_uid = ? RETURNING previous_data",
+    )
+    .bind(record_uid)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let Some(previous_data) = previous_data else {
+        return Err(StoreError::NotFound);
+    };
+    let revision = revision_of(conn, op, record_uid).await? + 1;
+    write_record_data(conn, op, record_uid, &previous_data, revision, actor, now).await?;
+    Ok(RecordChange {
+        revision,
+        removed_files: Vec::new(),
+    })
+}
+
+/// The body of [`Store::expire_transactions`].
+async fn expire_in(conn: &mut SqliteConnection, now: Millis) -> StoreResult<Vec<(String, String)>> {
+    let op = "expire_transactions";
+    let expired: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.record_uid, r.owner_uid FROM record_transactions t \
+         JOIN records r ON r.uid = t.record_uid \
+         WHERE t.expires_at <= ? ORDER BY t.expires_at, t.record_uid",
+    )
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    for (record_uid, _) in &expired {
+        rollback_in(conn, op, record_uid, EXPIRY_ACTOR, now).await?;
+    }
+    Ok(expired)
+}
+
+/// Deletes the given records with everything hanging off them: complete files, pending uploads,
+/// history, open transactions and shares that target them. Returns the UIDs of the deleted
+/// files and of the pending uploads' files (both may have content to remove), sorted.
+async fn delete_records_in(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    record_uids: &[String],
+) -> StoreResult<Vec<String>> {
+    if record_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uids = json_list(op, record_uids)?;
+    let mut files: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM files WHERE record_uid IN (SELECT value FROM json_each(?)) RETURNING uid",
+    )
+    .bind(&uids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let pending: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM uploads WHERE record_uid IN (SELECT value FROM json_each(?)) \
+         RETURNING file_uid",
+    )
+    .bind(&uids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    files.extend(pending);
+    for sql in [
+        "DELETE FROM record_history WHERE record_uid IN (SELECT value FROM json_each(?))",
+        "DELETE FROM record_transactions WHERE record_uid IN (SELECT value FROM json_each(?))",
+        "DELETE FROM shares WHERE target_uid IN (SELECT value FROM json_each(?))",
+        "DELETE FROM records WHERE uid IN (SELECT value FROM json_each(?))",
+    ] {
+        sqlx::query(sql)
+            .bind(&uids)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err(op))?;
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// The body of [`Store::delete_record`].
+async fn delete_record_in(conn: &mut SqliteConnection, uid: &str) -> StoreResult<Removed> {
+    let op = "delete_record";
+    revision_of(conn, op, uid).await?;
+    let records = vec![uid.to_owned()];
+    let files = delete_records_in(conn, op, &records).await?;
+    Ok(Removed {
+        records,
+        folders: Vec::new(),
+        files,
+    })
+}
+
+/// The body of [`Store::delete_folder_tree`].
+async fn delete_folder_tree_in(conn: &mut SqliteConnection, uid: &str) -> StoreResult<Removed> {
+    let op = "delete_folder_tree";
+    // The folder and everything below it by parent links. For a shared folder that is exactly
+    // its tree (`root_uid = uid`): a sub-folder is created under an existing parent of the same
+    // tree and never moves. UNION (not UNION ALL) ends the walk even on a corrupt cycle.
+    let tree: Vec<(String, Option<String>)> = sqlx::query_as(
+        "WITH RECURSIVE tree (uid, parent_uid) AS ( \
+             SELECT uid, parent_uid FROM folders WHERE uid = ? \
+             UNION \
+             SELECT f.uid, f.parent_uid FROM folders f JOIN tree t ON f.parent_uid = t.uid \
+         ) SELECT uid, parent_uid FROM tree",
+    )
+    .bind(uid)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    if tree.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    let levels = deletion_levels(tree);
+    let folders: Vec<String> = levels.iter().flatten().cloned().collect();
+    let folder_list = json_list(op, &folders)?;
+
+    let records: Vec<String> = sqlx::query_scalar(
+        "SELECT uid FROM records WHERE folder_uid IN (SELECT value FROM json_each(?)) \
+         ORDER BY uid",
+    )
+    .bind(&folder_list)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let files = delete_records_in(conn, op, &records).await?;
+    sqlx::query("DELETE FROM shares WHERE target_uid IN (SELECT value FROM json_each(?))")
+        .bind(&folder_list)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err(op))?;
+    // Foreign keys (parent_uid, root_uid) point upwards: delete the leaves first.
+    for level in &levels {
+        sqlx::query("DELETE FROM folders WHERE uid IN (SELECT value FROM json_each(?))")
+            .bind(json_list(op, level)?)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err(op))?;
+    }
+    Ok(Removed {
+        records,
+        folders,
+        files,
+    })
+}
+
+/// Splits a folder tree, given as (uid, parent uid) pairs, into deletion levels: every folder
+/// comes in a level before its parent's. The first level holds the folders no other folder of
+/// the set has as parent, and so on; each level is sorted by UID. Folders caught in a parent
+/// cycle (impossible through this API) end up together in one last level.
+fn deletion_levels(tree: Vec<(String, Option<String>)>) -> Vec<Vec<String>> {
+    let mut remaining = tree;
+    let mut levels = Vec::new();
+    while !remaining.is_empty() {
+        let parents: HashSet<String> = remaining.iter().filter_map(|(_, p)| p.clone()).collect();
+        let (leaves, inner): (Vec<_>, Vec<_>) = remaining
+            .into_iter()
+            .partition(|(uid, _)| !parents.contains(uid));
+        let (level, rest) = if leaves.is_empty() {
+            (inner, Vec::new())
+        } else {
+            (leaves, inner)
+        };
+        let mut level: Vec<String> = level.into_iter().map(|(uid, _)| uid).collect();
+        level.sort();
+        levels.push(level);
+        remaining = rest;
+    }
+    levels
 }
 
 #[async_trait]
@@ -1094,6 +1504,132 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    // ---- record changes (write path) -----------------------------------------------------
+
+    async fn update_record(&self, update: &RecordUpdate) -> StoreResult<RecordChange> {
+        let op = "update_record";
+        let mut tx = self.begin_immediate(op).await?;
+        let result = update_record_in(&mut tx, update).await;
+        finish(op, tx, result).await
+    }
+
+    async fn transaction(&self, record_uid: &str) -> StoreResult<TransactionRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            transaction_cols!(),
+            " FROM record_transactions WHERE record_uid = ?"
+        ))
+        .bind(record_uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err("transaction"))?
+        .ok_or(StoreError::NotFound)?;
+        transaction_from(&row)
+    }
+
+    async fn finalize_transaction(
+        &self,
+        record_uid: &str,
+        _now: Millis,
+    ) -> StoreResult<RecordChange> {
+        // An expired transaction that the sweep has not rolled back yet can still be finalised:
+        // whichever of the two takes the write lock first decides, and the other finds nothing.
+        let op = "finalize_transaction";
+        let mut tx = self.begin_immediate(op).await?;
+        let result = finalize_in(&mut tx, record_uid).await;
+        finish(op, tx, result).await
+    }
+
+    async fn rollback_transaction(
+        &self,
+        record_uid: &str,
+        actor: &str,
+        now: Millis,
+    ) -> StoreResult<RecordChange> {
+        let op = "rollback_transaction";
+        let mut tx = self.begin_immediate(op).await?;
+        let result = rollback_in(&mut tx, op, record_uid, actor, now).await;
+        finish(op, tx, result).await
+    }
+
+    async fn expire_transactions(&self, now: Millis) -> StoreResult<Vec<(String, String)>> {
+        let op = "expire_transactions";
+        // A cheap read first, so that the periodic sweep only takes the write lock when there
+        // is something to do; what to roll back is decided again under the lock.
+        let due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM record_transactions WHERE expires_at <= ?)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        if !due {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_immediate(op).await?;
+        let result = expire_in(&mut tx, now).await;
+        finish(op, tx, result).await
+    }
+
+    async fn record_history(&self, record_uid: &str) -> StoreResult<Vec<HistoryRow>> {
+        let op = "record_history";
+        let rows = sqlx::query(
+            "SELECT revision, data, actor, at FROM record_history WHERE record_uid = ? \
+             ORDER BY revision DESC",
+        )
+        .bind(record_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err(op))?;
+        decode_all(op, &rows, history_from)
+    }
+
+    async fn delete_record(&self, uid: &str) -> StoreResult<Removed> {
+        let op = "delete_record";
+        let mut tx = self.begin_immediate(op).await?;
+        let result = delete_record_in(&mut tx, uid).await;
+        finish(op, tx, result).await
+    }
+
+    async fn update_folder(&self, uid: &str, data: &[u8]) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE folders SET data = ? WHERE uid = ?")
+            .bind(data)
+            .bind(uid)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err("update_folder"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool> {
+        // One statement, so the three answers come from the same snapshot.
+        let (exists, has_record, has_child): (bool, bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM folders WHERE uid = ?), \
+                    EXISTS (SELECT 1 FROM records WHERE folder_uid = ?), \
+                    EXISTS (SELECT 1 FROM folders WHERE parent_uid = ?)",
+        )
+        .bind(uid)
+        .bind(uid)
+        .bind(uid)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err("folder_is_empty"))?;
+        if !exists {
+            return Err(StoreError::NotFound);
+        }
+        Ok(!has_record && !has_child)
+    }
+
+    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed> {
+        let op = "delete_folder_tree";
+        let mut tx = self.begin_immediate(op).await?;
+        let result = delete_folder_tree_in(&mut tx, uid).await;
+        finish(op, tx, result).await
     }
 
     // ---- audit -----------------------------------------------------------------------------

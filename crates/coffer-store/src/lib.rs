@@ -378,9 +378,6 @@ pub struct Removed {
 }
 
 /// The storage interface. See the crate docs for the contract.
-// TEMPORARY: default bodies of the write-path methods keep the workspace building until the
-// SQLite backend implements them; they are removed in the same change.
-#[allow(unused_variables)]
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ---- server settings -------------------------------------------------------------
@@ -500,18 +497,16 @@ pub trait Store: Send + Sync + 'static {
     /// files are deleted at once (only files of this record; others are ignored); with one, the
     /// previous data and revision are kept, and the file removal waits for finalisation.
     /// `NotFound` if the record does not exist.
-    async fn update_record(&self, update: &RecordUpdate) -> StoreResult<RecordChange> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn update_record(&self, update: &RecordUpdate) -> StoreResult<RecordChange>;
     /// The open transaction of a record; `NotFound` if none.
-    async fn transaction(&self, record_uid: &str) -> StoreResult<TransactionRow> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn transaction(&self, record_uid: &str) -> StoreResult<TransactionRow>;
     /// Commits the open transaction: deletes its pending files and forgets the previous data.
     /// `NotFound` if no transaction is open. The revision does not change.
-    async fn finalize_transaction(&self, record_uid: &str, now: Millis) -> StoreResult<RecordChange> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn finalize_transaction(
+        &self,
+        record_uid: &str,
+        now: Millis,
+    ) -> StoreResult<RecordChange>;
     /// Rolls the open transaction back: restores the previous data as a new, higher revision
     /// (history entry by `actor`). `NotFound` if no transaction is open.
     async fn rollback_transaction(
@@ -519,36 +514,22 @@ pub trait Store: Send + Sync + 'static {
         record_uid: &str,
         actor: &str,
         now: Millis,
-    ) -> StoreResult<RecordChange> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    ) -> StoreResult<RecordChange>;
     /// Rolls back every transaction that expired before `now`; returns (record UID, owner UID)
     /// of each.
-    async fn expire_transactions(&self, now: Millis) -> StoreResult<Vec<(String, String)>> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn expire_transactions(&self, now: Millis) -> StoreResult<Vec<(String, String)>>;
     /// Every revision of a record, newest first (the current one included).
-    async fn record_history(&self, record_uid: &str) -> StoreResult<Vec<HistoryRow>> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn record_history(&self, record_uid: &str) -> StoreResult<Vec<HistoryRow>>;
     /// Deletes a record with its files, pending uploads, history, transaction and direct
     /// shares. `NotFound` if it does not exist.
-    async fn delete_record(&self, uid: &str) -> StoreResult<Removed> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn delete_record(&self, uid: &str) -> StoreResult<Removed>;
     /// Replaces a folder's encrypted data (its name). `NotFound` if it does not exist.
-    async fn update_folder(&self, uid: &str, data: &[u8]) -> StoreResult<()> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn update_folder(&self, uid: &str, data: &[u8]) -> StoreResult<()>;
     /// True when a folder directly contains no record and no sub-folder.
-    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool>;
     /// Deletes a folder, all its sub-folders, every record in them (as [`Store::delete_record`])
     /// and, for a shared folder, its shares. `NotFound` if it does not exist.
-    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed>;
 
     // ---- audit -----------------------------------------------------------------------------
 

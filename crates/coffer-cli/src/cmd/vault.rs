@@ -13,7 +13,7 @@ use crate::cli::{
     AppCommand, ClientCommand, FileCommand, FolderCommand, RecordCommand, VaultArgs, VaultCommand,
     VaultGlobal,
 };
-use crate::fields::build_record;
+use crate::fields::{apply_edits, build_record};
 use crate::home::{SavedSession, coffer_home};
 use crate::output::{self, sanitize};
 
@@ -211,6 +211,29 @@ async fn folder(global: &VaultGlobal, cmd: FolderCommand) -> Result<()> {
             }
             Ok(())
         }
+        FolderCommand::Rename { uid, name } => {
+            session.rename_folder(&uid, &name).await?;
+            if global.json {
+                output::json(&json!({ "uid": uid, "name": name }))
+            } else {
+                output::line(format!("Renamed {uid}."))
+            }
+        }
+        FolderCommand::Delete { uid, force } => {
+            let removed = session.delete_folder(&uid, force).await?;
+            if global.json {
+                output::json(
+                    &json!({ "uid": uid, "deleted": true, "folders": removed.folders, "records": removed.records, "files": removed.files }),
+                )
+            } else {
+                output::line(format!(
+                    "Deleted {} folder(s), {} record(s), {} file(s).",
+                    removed.folders.len(),
+                    removed.records.len(),
+                    removed.files.len()
+                ))
+            }
+        }
     }
 }
 
@@ -325,6 +348,82 @@ async fn record(global: &VaultGlobal, cmd: RecordCommand) -> Result<()> {
             }
             Ok(())
         }
+        RecordCommand::Edit {
+            uid,
+            title,
+            notes,
+            fields,
+            custom,
+            json_file,
+        } => {
+            let view = session.record(&uid).await?;
+            let data = match json_file {
+                Some(path) => {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_slice::<RecordData>(&bytes)
+                        .with_context(|| format!("{} is not a record JSON", path.display()))?
+                }
+                None => {
+                    let mut data = view.data.clone();
+                    if let Some(title) = title {
+                        data.title = title;
+                    }
+                    if let Some(notes) = notes {
+                        data.notes = Some(notes);
+                    }
+                    apply_edits(&mut data, &fields, &custom)?;
+                    data
+                }
+            };
+            let revision = session.update_record(&uid, &data, view.revision).await?;
+            if global.json {
+                output::json(&json!({ "uid": uid, "revision": revision }))
+            } else {
+                output::line(format!("Saved {uid} as revision {revision}."))
+            }
+        }
+        RecordCommand::Delete { uid } => {
+            let removed = session.delete_record(&uid).await?;
+            if global.json {
+                output::json(&json!({ "uid": uid, "deleted": true, "files": removed.files }))
+            } else {
+                output::line(format!(
+                    "Deleted record {uid} ({} attachment(s)).",
+                    removed.files.len()
+                ))
+            }
+        }
+        RecordCommand::History { uid } => {
+            let history = session.record_history(&uid).await?;
+            if global.json {
+                let list: Vec<Value> = history
+                    .iter()
+                    .map(|(h, data)| json!({ "revision": h.revision, "actor": h.actor, "at": h.at, "data": data }))
+                    .collect();
+                return output::json(&json!({ "uid": uid, "revisions": list }));
+            }
+            for (h, data) in history {
+                output::line(format!(
+                    "{:>5}  {}  {:<32} {}",
+                    h.revision,
+                    format_time(h.at),
+                    sanitize(&h.actor),
+                    sanitize(&data.title)
+                ))?;
+            }
+            Ok(())
+        }
+        RecordCommand::Restore { uid, revision } => {
+            let new = session.restore_record(&uid, revision).await?;
+            if global.json {
+                output::json(&json!({ "uid": uid, "revision": new, "restored_from": revision }))
+            } else {
+                output::line(format!(
+                    "Restored revision {revision} of {uid} as revision {new}."
+                ))
+            }
+        }
     }
 }
 
@@ -376,6 +475,19 @@ async fn file(global: &VaultGlobal, cmd: FileCommand) -> Result<()> {
                 output::json(&json!({ "uid": target.uid, "path": path, "size": bytes.len() }))
             } else {
                 output::line(format!("Wrote {} bytes to {}", bytes.len(), path.display()))
+            }
+        }
+        FileCommand::Remove {
+            record_uid,
+            file_uid,
+        } => {
+            let revision = session.remove_file(&record_uid, &file_uid).await?;
+            if global.json {
+                output::json(
+                    &json!({ "uid": file_uid, "removed": true, "record_revision": revision }),
+                )
+            } else {
+                output::line(format!("Removed {file_uid} from {record_uid}."))
             }
         }
     }
@@ -444,6 +556,19 @@ async fn app(global: &VaultGlobal, cmd: AppCommand) -> Result<()> {
                     "Shared {target_uid} with {app_uid} ({}).",
                     if editable { "editable" } else { "read-only" }
                 ))
+            }
+        }
+        AppCommand::Unshare {
+            app_uid,
+            target_uid,
+        } => {
+            session.unshare(&app_uid, &target_uid).await?;
+            if global.json {
+                output::json(
+                    &json!({ "app_uid": app_uid, "target_uid": target_uid, "removed": true }),
+                )
+            } else {
+                output::line(format!("{target_uid} is no longer shared with {app_uid}."))
             }
         }
     }

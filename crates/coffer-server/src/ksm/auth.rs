@@ -24,6 +24,8 @@ pub struct Caller {
     /// This request bound the device (or repeated a binding with the same key): the answer
     /// must carry `encryptedAppKey` and `appOwnerPublicKey`.
     pub binding: bool,
+    /// Source address.
+    pub ip: String,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -209,5 +211,6 @@ pub async fn authenticate(
         owner_uid: app.owner_uid,
         device,
         binding,
+        ip: ip.to_owned(),
     })
 }

@@ -6,6 +6,9 @@
 
 mod auth;
 mod read;
+mod write;
+
+pub use write::expire_transactions;
 
 use std::net::SocketAddr;
 
@@ -95,9 +98,18 @@ async fn dispatch(state: &AppState, endpoint: &str, caller: &Caller) -> ApiResul
     match endpoint {
         "get_secret" => read::get_secret(state, caller).await,
         "get_folders" => read::get_folders(state, caller).await,
+        "update_secret" => write::update_secret(state, caller).await,
+        "finalize_secret_update" => write::complete_transaction(state, caller, true).await,
+        "rollback_secret_update" => write::complete_transaction(state, caller, false).await,
+        "create_secret" => write::create_secret(state, caller).await,
+        "delete_secret" => write::delete_secret(state, caller).await,
+        "create_folder" => write::create_folder(state, caller).await,
+        "update_folder" => write::update_folder(state, caller).await,
+        "delete_folder" => write::delete_folder(state, caller).await,
+        "add_file" => write::add_file(state, caller).await,
         other => Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("The {other} operation is not available on this server yet."),
+            ErrorCode::NotFound,
+            format!("Unknown endpoint {other:?}."),
         )),
     }
 }
@@ -113,4 +125,53 @@ fn encrypt_reply(key: &SymmetricKey, reply: Reply) -> Response {
         HeaderValue::from_static("application/octet-stream"),
     );
     response
+}
+
+/// `POST /api/rest/sm/v1/upload/{token}`: the multipart upload that follows `add_file`
+/// (PROTOCOL.md §5.10). The token in the URL is the capability; no KSM headers are sent.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let result: ApiResult<()> = async {
+        let mut multipart = multipart.map_err(|e| {
+            ApiError::bad_request(format!(
+                "The upload must be multipart/form-data: {}",
+                e.body_text()
+            ))
+        })?;
+        loop {
+            let field = multipart
+                .next_field()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("Malformed multipart upload: {e}")))?
+                .ok_or_else(|| ApiError::bad_request("The upload has no part named \"file\"."))?;
+            if field.name() == Some("file") {
+                let upload =
+                    crate::owner::vault::receive_upload(&state, &token, Box::pin(field)).await?;
+                let owner_uid = state.store.record(&upload.file.record_uid).await?.owner_uid;
+                state
+                    .audit
+                    .write(NewAuditEvent {
+                        at: now_ms(),
+                        owner_uid: Some(owner_uid),
+                        actor: upload.actor.clone(),
+                        action: "file.upload".into(),
+                        target: Some(upload.file.uid.clone()),
+                        ip: None,
+                        detail: None,
+                    })
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::from_u16(write::UPLOAD_SUCCESS)
+            .unwrap_or(StatusCode::NO_CONTENT)
+            .into_response(),
+        Err(err) => err.into_response(),
+    }
 }

@@ -4,7 +4,7 @@
 
 mod account;
 mod apps;
-mod vault;
+pub(crate) mod vault;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -34,7 +34,15 @@ pub fn routes() -> Router<AppState> {
             "/records",
             get(vault::list_records).post(vault::create_record),
         )
-        .route("/records/{uid}", get(vault::get_record))
+        .route(
+            "/records/{uid}",
+            get(vault::get_record).put(vault::update_record),
+        )
+        .route("/records/{uid}/delete", post(vault::delete_record))
+        .route("/records/{uid}/history", get(vault::record_history))
+        .route("/records/{uid}/restore", post(vault::restore_record))
+        .route("/folders/{uid}/rename", post(vault::rename_folder))
+        .route("/folders/{uid}/delete", post(vault::delete_folder))
         .route("/records/{uid}/files", post(vault::attach_file))
         .route("/uploads/{token}", put(vault::upload))
         .route("/files/{uid}/content", get(vault::download))

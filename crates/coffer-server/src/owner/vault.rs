@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use coffer_crypto::{encode_std, encode_url, random_bytes, sha256};
 use coffer_proto::ErrorCode;
 use coffer_proto::owner::{
-    AttachFileRequest, AttachFileResponse, CreateFolderRequest, CreateRecordRequest, FileInfo,
-    Folder, Record, UidResponse,
+    AttachFileRequest, AttachFileResponse, CreateFolderRequest, CreateRecordRequest,
+    DeleteFolderRequest, FileInfo, Folder, HistoryEntry, Record, RemovedResponse,
+    RenameFolderRequest, RestoreRequest, RevisionResponse, UidResponse, UpdateRecordRequest,
 };
-use coffer_store::{FileRow, FolderRow, RecordRow, StoreError, UploadRow};
+use coffer_store::{FileRow, FolderRow, RecordRow, RecordUpdate, StoreError, UploadRow};
 use tokio_util::io::ReaderStream;
 
 use super::{Body, Owner, check_uid, ciphertext, not_found, owned};
@@ -267,7 +268,11 @@ pub fn out_of_sync(record_uid: &str) -> ApiError {
 }
 
 /// Receives an upload body and publishes it: shared by the owner API and the KSM upload.
-pub async fn receive_upload(state: &AppState, token: &str, body: HttpBody) -> ApiResult<UploadRow> {
+pub async fn receive_upload<S, E>(state: &AppState, token: &str, body: S) -> ApiResult<UploadRow>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let token_hash = sha256(token.as_bytes());
     let upload = match state.store.upload(&token_hash, now_ms()).await {
         Ok(upload) => upload,
@@ -282,11 +287,7 @@ pub async fn receive_upload(state: &AppState, token: &str, body: HttpBody) -> Ap
     let expected = upload.file.size as u64;
     let incoming = state
         .files
-        .receive(
-            body.into_data_stream(),
-            Some(expected),
-            state.config.max_file_bytes,
-        )
+        .receive(body, Some(expected), state.config.max_file_bytes)
         .await
         .map_err(|err| match err {
             ReceiveError::TooLarge(_) => ApiError::new(ErrorCode::TooLarge, err.to_string()),
@@ -322,7 +323,7 @@ pub async fn upload(
     Path(token): Path<String>,
     body: HttpBody,
 ) -> ApiResult<Json<UidResponse>> {
-    let upload = receive_upload(&state, &token, body).await?;
+    let upload = receive_upload(&state, &token, body.into_data_stream()).await?;
     if let Some(owner_uid) = upload.actor.strip_prefix("owner:") {
         let actor = Owner {
             uid: owner_uid.to_owned(),
@@ -370,4 +371,211 @@ pub async fn download(
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
     Ok(response)
+}
+
+async fn remove_contents(state: &AppState, files: &[String]) {
+    for uid in files {
+        if let Err(err) = state.files.remove(uid).await {
+            tracing::warn!(file = %uid, error = %err, "could not remove file content");
+        }
+    }
+}
+
+fn update_error(record_uid: &str, err: StoreError) -> ApiError {
+    match err {
+        StoreError::Precondition("transaction open") => ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "Record {record_uid} has an open device transaction; wait until it is finalized \
+                 or rolled back."
+            ),
+        ),
+        StoreError::Precondition(_) => out_of_sync(record_uid),
+        StoreError::NotFound => not_found("record"),
+        other => other.into(),
+    }
+}
+
+/// `PUT /records/{uid}`: edit a record (optimistic: the revision must be current).
+pub async fn update_record(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+    Body(req): Body<UpdateRecordRequest>,
+) -> ApiResult<Json<RevisionResponse>> {
+    let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
+    owned(
+        state.store.record(&uid).await,
+        "record",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
+    for file in &req.remove_files {
+        check_uid("remove_files", file)?;
+    }
+    let change = state
+        .store
+        .update_record(&RecordUpdate {
+            uid: uid.clone(),
+            expected_revision: req.revision,
+            data,
+            remove_files: req.remove_files.clone(),
+            transaction: None,
+            actor: format!("owner:{}", owner.uid),
+            now: now_ms(),
+        })
+        .await
+        .map_err(|err| update_error(&uid, err))?;
+    remove_contents(&state, &change.removed_files).await;
+    owner.audit(&state, "record.update", &uid).await?;
+    for file in &change.removed_files {
+        owner.audit(&state, "file.remove", file).await?;
+    }
+    Ok(Json(RevisionResponse {
+        revision: change.revision,
+    }))
+}
+
+/// `POST /records/{uid}/delete`.
+pub async fn delete_record(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+) -> ApiResult<Json<RemovedResponse>> {
+    owned(
+        state.store.record(&uid).await,
+        "record",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
+    let removed = state
+        .store
+        .delete_record(&uid)
+        .await
+        .map_err(|err| match err {
+            StoreError::NotFound => not_found("record"),
+            other => other.into(),
+        })?;
+    remove_contents(&state, &removed.files).await;
+    owner.audit(&state, "record.delete", &uid).await?;
+    Ok(Json(removed_out(removed)))
+}
+
+fn removed_out(removed: coffer_store::Removed) -> RemovedResponse {
+    RemovedResponse {
+        records: removed.records,
+        folders: removed.folders,
+        files: removed.files,
+    }
+}
+
+/// `GET /records/{uid}/history`: every revision, newest first.
+pub async fn record_history(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+) -> ApiResult<Json<Vec<HistoryEntry>>> {
+    owned(
+        state.store.record(&uid).await,
+        "record",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
+    let rows = state.store.record_history(&uid).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|h| HistoryEntry {
+                revision: h.revision,
+                data: encode_std(&h.data),
+                actor: h.actor,
+                at: h.at,
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /records/{uid}/restore`: an old revision's data becomes the newest revision.
+pub async fn restore_record(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+    Body(req): Body<RestoreRequest>,
+) -> ApiResult<Json<RevisionResponse>> {
+    owned(
+        state.store.record(&uid).await,
+        "record",
+        |r| &r.owner_uid,
+        &owner,
+    )?;
+    let history = state.store.record_history(&uid).await?;
+    let old = history
+        .into_iter()
+        .find(|h| h.revision == req.revision)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("Record {uid} has no revision {}.", req.revision),
+            )
+        })?;
+    let change = state
+        .store
+        .update_record(&RecordUpdate {
+            uid: uid.clone(),
+            expected_revision: req.expected_revision,
+            data: old.data,
+            remove_files: vec![],
+            transaction: None,
+            actor: format!("owner:{}", owner.uid),
+            now: now_ms(),
+        })
+        .await
+        .map_err(|err| update_error(&uid, err))?;
+    owner.audit(&state, "record.restore", &uid).await?;
+    Ok(Json(RevisionResponse {
+        revision: change.revision,
+    }))
+}
+
+/// `POST /folders/{uid}/rename`.
+pub async fn rename_folder(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+    Body(req): Body<RenameFolderRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let data = ciphertext("data", &req.data, 32, MAX_DATA_BYTES)?;
+    owned(
+        state.store.folder(&uid).await,
+        "folder",
+        |f| &f.owner_uid,
+        &owner,
+    )?;
+    state.store.update_folder(&uid, &data).await?;
+    owner.audit(&state, "folder.rename", &uid).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// `POST /folders/{uid}/delete`: refuses a non-empty folder unless `force`.
+pub async fn delete_folder(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(uid): Path<String>,
+    Body(req): Body<DeleteFolderRequest>,
+) -> ApiResult<Json<RemovedResponse>> {
+    owned(
+        state.store.folder(&uid).await,
+        "folder",
+        |f| &f.owner_uid,
+        &owner,
+    )?;
+    if !req.force && !state.store.folder_is_empty(&uid).await? {
+        return Err(ApiError::bad_request(format!(
+            "Folder {uid} is not empty; delete what is in it first, or use --force to delete it \
+             with all its sub-folders and records."
+        )));
+    }
+    let removed = state.store.delete_folder_tree(&uid).await?;
+    remove_contents(&state, &removed.files).await;
+    owner.audit(&state, "folder.delete", &uid).await?;
+    Ok(Json(removed_out(removed)))
 }
