@@ -57,6 +57,9 @@ pub struct ServerArgs {
     /// Largest encrypted file accepted, in bytes (suffixes K, M, G allowed).
     #[arg(long, env = "COFFER_MAX_FILE_SIZE", default_value = "100M", value_parser = parse_size)]
     pub max_file_size: u64,
+    /// Open `general`/`rotation` transactions are rolled back after this (e.g. 30m, 1h).
+    #[arg(long, env = "COFFER_TRANSACTION_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub transaction_timeout: std::time::Duration,
     /// Development mode: throwaway data, a demo owner, folder, records, app and a ready
     /// one-time token and config, printed at start.
     #[arg(long)]

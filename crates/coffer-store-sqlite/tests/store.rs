@@ -77,6 +77,19 @@ suite_tests!(
     audit,
     audit_limits,
     survives_reopen,
+    record_updates,
+    record_update_stale,
+    transaction_finalize,
+    transaction_rollback,
+    transaction_expiry,
+    transaction_expiry_race,
+    record_update_race,
+    transaction_end_race,
+    record_history_order,
+    record_deletion,
+    folder_updates,
+    folder_emptiness,
+    folder_tree_deletion,
 );
 
 // ---- SQLite specifics ----------------------------------------------------------------------

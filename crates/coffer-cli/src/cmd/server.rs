@@ -17,6 +17,7 @@ pub fn config_from_args(args: &ServerArgs, data_dir: std::path::PathBuf) -> Serv
         .unwrap_or_else(|| args.listen.to_string());
     config.database_url = args.database_url.clone();
     config.max_file_bytes = args.max_file_size;
+    config.transaction_ttl = args.transaction_timeout;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = TlsSource::Files {
             cert: cert.clone(),

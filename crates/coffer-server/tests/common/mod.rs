@@ -327,7 +327,9 @@ pub struct Expected {
 pub struct Vault {
     pub app: String,
     pub app_name: String,
+    pub app_key: SymmetricKey,
     pub other_app: String,
+    pub other_app_key: SymmetricKey,
     pub alpha: String,
     pub sub: String,
     pub subsub: String,
@@ -444,6 +446,15 @@ pub async fn provision(owner: &Session) -> Vault {
         .await
         .expect("share other");
 
+    let apps = owner.apps().await.expect("apps");
+    let app_key_of = |uid: &str| {
+        apps.iter()
+            .find(|a| a.uid == uid)
+            .map(|a| a.key.clone())
+            .expect("the app is listed")
+    };
+    let app_key = app_key_of(&app);
+    let other_app_key = app_key_of(&other_app);
     let folder_keys = owner
         .folders()
         .await
@@ -461,7 +472,9 @@ pub async fn provision(owner: &Session) -> Vault {
     Vault {
         app,
         app_name,
+        app_key,
         other_app,
+        other_app_key,
         alpha,
         sub,
         subsub,

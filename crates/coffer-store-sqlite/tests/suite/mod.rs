@@ -13,8 +13,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coffer_store::{
-    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, NewAuditEvent,
-    OwnerRow, RecordRow, SessionRow, ShareKind, ShareRow, Store, StoreError, UploadRow,
+    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow,
+    NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
+    ShareRow, Store, StoreError, TransactionRow, TransactionStart, UploadRow,
 };
 
 /// Opens the backend under test.
@@ -1314,5 +1315,1151 @@ pub async fn survives_reopen<H: Harness>(h: &H) {
             .await
             .expect("complete"),
         3
+    );
+}
+
+// ---- record changes (write path) -----------------------------------------------------------
+
+/// An update of `uid` from `expected` to data `rdata-update:<tag>` by `owner:o1` at `now`,
+/// without files and without a transaction.
+pub fn update(uid: &str, expected: i64, tag: &str, now: i64) -> RecordUpdate {
+    RecordUpdate {
+        uid: uid.to_owned(),
+        expected_revision: expected,
+        data: bytes("rdata-update", tag),
+        remove_files: Vec::new(),
+        transaction: None,
+        actor: "owner:o1".to_owned(),
+        now,
+    }
+}
+
+/// The same update, opening a transaction of `kind` that expires at `expires_at`.
+fn transactional(update: RecordUpdate, kind: &str, expires_at: i64) -> RecordUpdate {
+    RecordUpdate {
+        transaction: Some(TransactionStart {
+            kind: kind.to_owned(),
+            expires_at,
+        }),
+        ..update
+    }
+}
+
+/// Attaches a complete file to a record (through an unchecked upload, so the record's revision
+/// goes up by one).
+async fn attach_file(store: &dyn Store, token: &str, file_uid: &str, record_uid: &str) -> FileRow {
+    let up = upload(token, file_uid, record_uid, None);
+    store.create_upload(&up).await.expect("create upload");
+    store
+        .complete_upload(&up.token_hash, 7_000)
+        .await
+        .expect("complete upload");
+    up.file
+}
+
+/// A `Removed` with every list sorted (the trait does not promise an order).
+fn sorted(mut removed: Removed) -> Removed {
+    removed.records.sort();
+    removed.folders.sort();
+    removed.files.sort();
+    removed
+}
+
+fn history_revisions(rows: &[HistoryRow]) -> Vec<i64> {
+    rows.iter().map(|r| r.revision).collect()
+}
+
+fn share(app_uid: &str, target_uid: &str, kind: ShareKind) -> ShareRow {
+    ShareRow {
+        app_uid: app_uid.to_owned(),
+        target_uid: target_uid.to_owned(),
+        kind,
+        key: bytes("skey", &format!("{app_uid}/{target_uid}")),
+        editable: kind == ShareKind::Record,
+    }
+}
+
+pub async fn record_updates<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    s.create_record(&record("r2", "o1", "sf1", "sf1", 300), "owner:o1")
+        .await
+        .expect("r2");
+    let f1 = attach_file(&*s, "t1", "f1", "r1").await;
+    attach_file(&*s, "t2", "f2", "r1").await;
+    let g1 = attach_file(&*s, "t3", "g1", "r2").await;
+    let pending = upload("t4", "p1", "r1", None);
+    s.create_upload(&pending).await.expect("pending upload");
+    let before = s.record("r1").await.expect("r1");
+    assert_eq!(before.revision, 3);
+    let r2_before = s.record("r2").await.expect("r2");
+
+    // Only complete files of this record go: another record's file, a pending upload and an
+    // unknown UID are ignored, and a repeated UID is reported once.
+    let change = s
+        .update_record(&RecordUpdate {
+            remove_files: strings(&["f2", "g1", "p1", "nope", "f2"]),
+            ..update("r1", 3, "one", 9_000)
+        })
+        .await
+        .expect("update");
+    assert_eq!(
+        change,
+        RecordChange {
+            revision: 4,
+            removed_files: strings(&["f2"]),
+        }
+    );
+    assert_eq!(
+        s.record("r1").await.expect("r1"),
+        RecordRow {
+            data: bytes("rdata-update", "one"),
+            revision: 4,
+            updated_at: 9_000,
+            ..before.clone()
+        }
+    );
+    assert_eq!(
+        s.files_of_records(&strings(&["r1", "r2"]))
+            .await
+            .expect("files"),
+        vec![f1.clone(), g1.clone()]
+    );
+    assert_err!(s.file("f2").await, StoreError::NotFound);
+    assert_eq!(
+        s.upload(&pending.token_hash, 0)
+            .await
+            .expect("pending kept"),
+        pending
+    );
+    assert_err!(s.transaction("r1").await, StoreError::NotFound);
+    let history = s.record_history("r1").await.expect("history");
+    assert_eq!(history_revisions(&history), [4, 3, 2, 1]);
+    assert_eq!(
+        history[0],
+        HistoryRow {
+            revision: 4,
+            data: bytes("rdata-update", "one"),
+            actor: "owner:o1".to_owned(),
+            at: 9_000,
+        }
+    );
+
+    // No files to remove, another actor.
+    let change = s
+        .update_record(&RecordUpdate {
+            actor: "client:c1".to_owned(),
+            ..update("r1", 4, "two", 9_100)
+        })
+        .await
+        .expect("second update");
+    assert_eq!(
+        change,
+        RecordChange {
+            revision: 5,
+            removed_files: Vec::new(),
+        }
+    );
+    assert_eq!(
+        s.record_history("r1").await.expect("history")[0],
+        HistoryRow {
+            revision: 5,
+            data: bytes("rdata-update", "two"),
+            actor: "client:c1".to_owned(),
+            at: 9_100,
+        }
+    );
+    assert_eq!(s.record("r2").await.expect("r2"), r2_before, "r2 untouched");
+
+    assert_err!(
+        s.update_record(&update("nope", 1, "x", 9_200)).await,
+        StoreError::NotFound
+    );
+    assert_err!(
+        s.update_record(&transactional(
+            update("nope", 1, "x", 9_200),
+            "general",
+            60_000
+        ))
+        .await,
+        StoreError::NotFound
+    );
+    assert_err!(s.transaction("nope").await, StoreError::NotFound);
+}
+
+pub async fn record_update_stale<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    let f1 = attach_file(&*s, "t1", "f1", "r1").await;
+    let before = s.record("r1").await.expect("r1");
+    assert_eq!(before.revision, 2);
+    let history = s.record_history("r1").await.expect("history");
+
+    for expected in [1, 3, 0, -1] {
+        let stale = RecordUpdate {
+            remove_files: strings(&["f1"]),
+            ..update("r1", expected, "late", 9_000)
+        };
+        assert_err!(
+            s.update_record(&stale).await,
+            StoreError::Precondition("stale")
+        );
+        assert_err!(
+            s.update_record(&transactional(stale, "general", 60_000))
+                .await,
+            StoreError::Precondition("stale")
+        );
+    }
+    assert_eq!(
+        s.record("r1").await.expect("r1"),
+        before,
+        "record unchanged"
+    );
+    assert_eq!(
+        s.record_history("r1").await.expect("history"),
+        history,
+        "no history entry"
+    );
+    assert_eq!(s.file("f1").await.expect("file kept"), f1);
+    assert_err!(s.transaction("r1").await, StoreError::NotFound);
+
+    // The current revision still applies.
+    assert_eq!(
+        s.update_record(&RecordUpdate {
+            remove_files: strings(&["f1"]),
+            ..update("r1", 2, "fresh", 9_100)
+        })
+        .await
+        .expect("fresh update"),
+        RecordChange {
+            revision: 3,
+            removed_files: strings(&["f1"]),
+        }
+    );
+}
+
+pub async fn transaction_finalize<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    s.create_record(&record("r2", "o1", "sf1", "sf1", 300), "owner:o1")
+        .await
+        .expect("r2");
+    let f1 = attach_file(&*s, "t1", "f1", "r1").await;
+    let f2 = attach_file(&*s, "t2", "f2", "r1").await;
+    let g1 = attach_file(&*s, "t3", "g1", "r2").await;
+    let before = s.record("r1").await.expect("r1");
+    assert_eq!(before.revision, 3);
+
+    let change = s
+        .update_record(&transactional(
+            RecordUpdate {
+                remove_files: strings(&["f1", "g1", "nope"]),
+                ..update("r1", 3, "rotated", 9_000)
+            },
+            "rotation",
+            60_000,
+        ))
+        .await
+        .expect("transactional update");
+    assert_eq!(
+        change,
+        RecordChange {
+            revision: 4,
+            removed_files: Vec::new(),
+        }
+    );
+    let during = RecordRow {
+        data: bytes("rdata-update", "rotated"),
+        revision: 4,
+        updated_at: 9_000,
+        ..before.clone()
+    };
+    assert_eq!(s.record("r1").await.expect("r1"), during);
+    let open = TransactionRow {
+        record_uid: "r1".to_owned(),
+        kind: "rotation".to_owned(),
+        previous_data: before.data.clone(),
+        previous_revision: 3,
+        remove_files: strings(&["f1", "g1", "nope"]),
+        actor: "owner:o1".to_owned(),
+        expires_at: 60_000,
+    };
+    assert_eq!(s.transaction("r1").await.expect("open"), open);
+    assert_eq!(
+        s.files_of_records(&strings(&["r1", "r2"]))
+            .await
+            .expect("files"),
+        vec![f1.clone(), f2.clone(), g1.clone()],
+        "nothing deleted before finalisation"
+    );
+    assert_eq!(
+        history_revisions(&s.record_history("r1").await.expect("history")),
+        [4, 3, 2, 1]
+    );
+
+    // Any further update is refused while it is open, whatever revision it names.
+    for expected in [4, 3] {
+        assert_err!(
+            s.update_record(&update("r1", expected, "blocked", 9_100))
+                .await,
+            StoreError::Precondition("transaction open")
+        );
+        assert_err!(
+            s.update_record(&transactional(
+                update("r1", expected, "blocked", 9_100),
+                "general",
+                70_000
+            ))
+            .await,
+            StoreError::Precondition("transaction open")
+        );
+    }
+    assert_eq!(s.record("r1").await.expect("r1"), during);
+    assert_eq!(s.transaction("r1").await.expect("still open"), open);
+    assert_eq!(
+        history_revisions(&s.record_history("r1").await.expect("history")),
+        [4, 3, 2, 1]
+    );
+    // Other records are not affected.
+    assert_eq!(
+        s.update_record(&update("r2", 2, "r2-new", 9_150))
+            .await
+            .expect("r2 update")
+            .revision,
+        3
+    );
+    assert_err!(
+        s.finalize_transaction("r2", 9_150).await,
+        StoreError::NotFound
+    );
+
+    // Finalising deletes the pending files of this record only; the revision stays.
+    assert_eq!(
+        s.finalize_transaction("r1", 9_200).await.expect("finalize"),
+        RecordChange {
+            revision: 4,
+            removed_files: strings(&["f1"]),
+        }
+    );
+    assert_eq!(
+        s.files_of_records(&strings(&["r1", "r2"]))
+            .await
+            .expect("files"),
+        vec![f2.clone(), g1.clone()]
+    );
+    assert_eq!(
+        s.record("r1").await.expect("r1"),
+        during,
+        "record unchanged"
+    );
+    assert_err!(s.transaction("r1").await, StoreError::NotFound);
+    assert_err!(
+        s.finalize_transaction("r1", 9_300).await,
+        StoreError::NotFound
+    );
+    assert_err!(
+        s.rollback_transaction("r1", "owner:o1", 9_300).await,
+        StoreError::NotFound
+    );
+    assert_err!(
+        s.finalize_transaction("nope", 9_300).await,
+        StoreError::NotFound
+    );
+    assert_eq!(
+        history_revisions(&s.record_history("r1").await.expect("history")),
+        [4, 3, 2, 1]
+    );
+
+    // Updates work again.
+    assert_eq!(
+        s.update_record(&update("r1", 4, "after", 9_400))
+            .await
+            .expect("update after finalize")
+            .revision,
+        5
+    );
+}
+
+pub async fn transaction_rollback<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let r1 = vault_with_record(&*s).await;
+
+    let change = s
+        .update_record(&transactional(
+            update("r1", 1, "tentative", 9_000),
+            "general",
+            60_000,
+        ))
+        .await
+        .expect("transactional update");
+    assert_eq!(change.revision, 2);
+    assert_err!(
+        s.rollback_transaction("nope", "owner:o1", 9_100).await,
+        StoreError::NotFound
+    );
+
+    let change = s
+        .rollback_transaction("r1", "client:c7", 9_500)
+        .await
+        .expect("rollback");
+    assert_eq!(
+        change,
+        RecordChange {
+            revision: 3,
+            removed_files: Vec::new(),
+        }
+    );
+    assert_eq!(
+        s.record("r1").await.expect("r1"),
+        RecordRow {
+            revision: 3,
+            updated_at: 9_500,
+            ..r1.clone()
+        },
+        "previous data restored under a higher revision"
+    );
+    assert_err!(s.transaction("r1").await, StoreError::NotFound);
+    assert_err!(
+        s.rollback_transaction("r1", "owner:o1", 9_600).await,
+        StoreError::NotFound
+    );
+    assert_err!(
+        s.finalize_transaction("r1", 9_600).await,
+        StoreError::NotFound
+    );
+    assert_eq!(
+        s.record_history("r1").await.expect("history"),
+        vec![
+            HistoryRow {
+                revision: 3,
+                data: r1.data.clone(),
+                actor: "client:c7".to_owned(),
+                at: 9_500,
+            },
+            HistoryRow {
+                revision: 2,
+                data: bytes("rdata-update", "tentative"),
+                actor: "owner:o1".to_owned(),
+                at: 9_000,
+            },
+            HistoryRow {
+                revision: 1,
+                data: r1.data.clone(),
+                actor: "owner:o1".to_owned(),
+                at: 200,
+            },
+        ]
+    );
+
+    // Files listed for removal survive a rollback.
+    s.create_record(&record("r2", "o1", "sf1", "sf1", 300), "owner:o1")
+        .await
+        .expect("r2");
+    let g1 = attach_file(&*s, "t1", "g1", "r2").await;
+    s.update_record(&transactional(
+        RecordUpdate {
+            remove_files: strings(&["g1"]),
+            ..update("r2", 2, "without-g1", 9_700)
+        },
+        "general",
+        60_000,
+    ))
+    .await
+    .expect("transactional update");
+    assert_eq!(
+        s.rollback_transaction("r2", "owner:o1", 9_800)
+            .await
+            .expect("rollback"),
+        RecordChange {
+            revision: 4,
+            removed_files: Vec::new(),
+        }
+    );
+    assert_eq!(s.file("g1").await.expect("file kept"), g1);
+    assert_eq!(
+        s.record("r2").await.expect("r2").data,
+        bytes("rdata-with", "g1")
+    );
+    // A new update may start from the rolled-back revision.
+    assert_eq!(
+        s.update_record(&update("r2", 4, "next", 9_900))
+            .await
+            .expect("update")
+            .revision,
+        5
+    );
+}
+
+pub async fn transaction_expiry<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let r1 = vault_with_record(&*s).await;
+    s.create_owner(&owner("o2", "o2@example.com"), false)
+        .await
+        .expect("o2");
+    s.create_folder(&shared("sf2", "o2", 100))
+        .await
+        .expect("sf2");
+    let r2 = record("r2", "o1", "sf1", "sf1", 300);
+    let r3 = record("r3", "o2", "sf2", "sf2", 400);
+    let r4 = record("r4", "o1", "sf1", "sf1", 500);
+    for r in [&r2, &r3, &r4] {
+        s.create_record(r, "owner:test").await.expect("record");
+    }
+    for (uid, expires_at) in [("r1", 1_000), ("r2", 2_000), ("r3", 1_000)] {
+        s.update_record(&transactional(
+            update(uid, 1, uid, 500),
+            "general",
+            expires_at,
+        ))
+        .await
+        .expect("open transaction");
+    }
+    s.update_record(&update("r4", 1, "r4", 500))
+        .await
+        .expect("plain update");
+
+    assert!(
+        s.expire_transactions(999)
+            .await
+            .expect("nothing due")
+            .is_empty()
+    );
+    let mut expired = s.expire_transactions(1_000).await.expect("expire");
+    expired.sort();
+    assert_eq!(
+        expired,
+        [
+            ("r1".to_owned(), "o1".to_owned()),
+            ("r3".to_owned(), "o2".to_owned()),
+        ]
+    );
+    for original in [&r1, &r3] {
+        assert_eq!(
+            s.record(&original.uid).await.expect("record"),
+            RecordRow {
+                revision: 3,
+                updated_at: 1_000,
+                ..original.clone()
+            }
+        );
+        assert_eq!(
+            s.record_history(&original.uid).await.expect("history")[0],
+            HistoryRow {
+                revision: 3,
+                data: original.data.clone(),
+                actor: "system:expiry".to_owned(),
+                at: 1_000,
+            }
+        );
+        assert_err!(s.transaction(&original.uid).await, StoreError::NotFound);
+    }
+    // Not yet due, and no transaction at all: untouched.
+    assert_eq!(
+        s.transaction("r2").await.expect("r2 still open").expires_at,
+        2_000
+    );
+    assert_eq!(
+        s.record("r2").await.expect("r2").data,
+        bytes("rdata-update", "r2")
+    );
+    assert_eq!(s.record("r4").await.expect("r4").revision, 2);
+
+    assert!(
+        s.expire_transactions(1_000)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    assert!(
+        s.expire_transactions(1_999)
+            .await
+            .expect("early")
+            .is_empty()
+    );
+    assert_eq!(
+        s.expire_transactions(5_000).await.expect("expire r2"),
+        [("r2".to_owned(), "o1".to_owned())]
+    );
+    assert_eq!(
+        s.record("r2").await.expect("r2"),
+        RecordRow {
+            revision: 3,
+            updated_at: 5_000,
+            ..r2
+        }
+    );
+    assert_eq!(s.record("r4").await.expect("r4").revision, 2);
+    assert!(s.expire_transactions(9_999).await.expect("none").is_empty());
+}
+
+pub async fn transaction_expiry_race<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    let uids: Vec<String> = (0..10).map(|i| format!("x{i}")).collect();
+    for uid in &uids {
+        s.create_record(&record(uid, "o1", "sf1", "sf1", 300), "owner:o1")
+            .await
+            .expect("record");
+        s.update_record(&transactional(update(uid, 1, uid, 500), "general", 1_000))
+            .await
+            .expect("open transaction");
+    }
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.expire_transactions(2_000).await })
+        })
+        .collect();
+    let mut expired = Vec::new();
+    for task in tasks {
+        expired.extend(task.await.expect("join").expect("expire"));
+    }
+    expired.sort();
+    let expected: Vec<(String, String)> = uids
+        .iter()
+        .map(|uid| (uid.clone(), "o1".to_owned()))
+        .collect();
+    assert_eq!(
+        expired, expected,
+        "each transaction rolled back exactly once"
+    );
+    for uid in &uids {
+        let record = s.record(uid).await.expect("record");
+        assert_eq!(record.revision, 3);
+        assert_eq!(record.data, bytes("rdata", uid));
+        let history = s.record_history(uid).await.expect("history");
+        assert_eq!(history_revisions(&history), [3, 2, 1]);
+        assert_eq!(history[0].actor, "system:expiry");
+    }
+}
+
+pub async fn record_update_race<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i: i64| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let result = s
+                    .update_record(&RecordUpdate {
+                        actor: format!("client:c{i}"),
+                        ..update("r1", 1, &format!("race-{i}"), 1_000 + i)
+                    })
+                    .await;
+                (i, result)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut stale = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            (i, Ok(change)) => winners.push((i, change)),
+            (_, Err(StoreError::Precondition("stale"))) => stale += 1,
+            (i, Err(e)) => panic!("task {i}: unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert_eq!(stale, 19);
+    let (w, change) = &winners[0];
+    assert_eq!(
+        change,
+        &RecordChange {
+            revision: 2,
+            removed_files: Vec::new(),
+        }
+    );
+    let stored = s.record("r1").await.expect("r1");
+    assert_eq!(stored.data, bytes("rdata-update", &format!("race-{w}")));
+    assert_eq!(stored.revision, 2);
+    assert_eq!(stored.updated_at, 1_000 + w);
+    let history = s.record_history("r1").await.expect("history");
+    assert_eq!(history_revisions(&history), [2, 1]);
+    assert_eq!(history[0].actor, format!("client:c{w}"));
+
+    // Racing transactional updates: one opens its transaction, the others are refused.
+    let tasks: Vec<_> = (0..20)
+        .map(|i: i64| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let result = s
+                    .update_record(&transactional(
+                        RecordUpdate {
+                            actor: format!("client:c{i}"),
+                            ..update("r1", 2, &format!("tx-{i}"), 2_000 + i)
+                        },
+                        "general",
+                        60_000,
+                    ))
+                    .await;
+                (i, result)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("join") {
+            (i, Ok(change)) => winners.push((i, change)),
+            (_, Err(StoreError::Precondition("transaction open"))) => {}
+            (i, Err(e)) => panic!("task {i}: unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let (w, change) = &winners[0];
+    assert_eq!(change.revision, 3);
+    let open = s.transaction("r1").await.expect("open");
+    assert_eq!(open.actor, format!("client:c{w}"));
+    assert_eq!(open.previous_revision, 2);
+    assert_eq!(
+        s.record("r1").await.expect("r1").data,
+        bytes("rdata-update", &format!("tx-{w}"))
+    );
+}
+
+pub async fn transaction_end_race<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let r1 = vault_with_record(&*s).await;
+    let f1 = attach_file(&*s, "t1", "f1", "r1").await;
+    s.update_record(&transactional(
+        RecordUpdate {
+            remove_files: strings(&["f1"]),
+            ..update("r1", 2, "tentative", 9_000)
+        },
+        "general",
+        60_000,
+    ))
+    .await
+    .expect("open transaction");
+
+    // Finalisations, rollbacks and expiry sweeps at once: exactly one of them ends it.
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                match i % 3 {
+                    0 => s
+                        .finalize_transaction("r1", 9_500)
+                        .await
+                        .map(|c| (i, c.revision)),
+                    1 => s
+                        .rollback_transaction("r1", "owner:o1", 9_500)
+                        .await
+                        .map(|c| (i, c.revision)),
+                    _ => match s.expire_transactions(60_000).await {
+                        Ok(expired) if expired.is_empty() => Err(StoreError::NotFound),
+                        Ok(expired) => {
+                            assert_eq!(expired, [("r1".to_owned(), "o1".to_owned())]);
+                            Ok((i, 4))
+                        }
+                        Err(e) => Err(e),
+                    },
+                }
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(won) => winners.push(won),
+            Err(StoreError::NotFound) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let (w, revision) = winners[0];
+    let stored = s.record("r1").await.expect("r1");
+    assert_eq!(stored.revision, revision);
+    if w % 3 == 0 {
+        assert_eq!(revision, 3);
+        assert_eq!(stored.data, bytes("rdata-update", "tentative"));
+        assert_err!(s.file("f1").await, StoreError::NotFound);
+    } else {
+        assert_eq!(revision, 4);
+        assert_eq!(stored.data, bytes("rdata-with", "f1"));
+        assert_eq!(s.file("f1").await.expect("file kept"), f1);
+        assert_eq!(stored.key, r1.key);
+    }
+    assert_err!(s.transaction("r1").await, StoreError::NotFound);
+}
+
+pub async fn record_history_order<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let r1 = vault_with_record(&*s).await;
+    s.update_record(&update("r1", 1, "second", 300))
+        .await
+        .expect("update");
+    let up = upload("t1", "f1", "r1", Some(2));
+    s.create_upload(&up).await.expect("upload");
+    assert_eq!(
+        s.complete_upload(&up.token_hash, 400)
+            .await
+            .expect("complete"),
+        3
+    );
+    s.update_record(&RecordUpdate {
+        actor: "client:c1".to_owned(),
+        ..update("r1", 3, "fourth", 500)
+    })
+    .await
+    .expect("update");
+    assert_eq!(
+        s.record_history("r1").await.expect("history"),
+        vec![
+            HistoryRow {
+                revision: 4,
+                data: bytes("rdata-update", "fourth"),
+                actor: "client:c1".to_owned(),
+                at: 500,
+            },
+            HistoryRow {
+                revision: 3,
+                data: up.record_data.clone(),
+                actor: up.actor.clone(),
+                at: 400,
+            },
+            HistoryRow {
+                revision: 2,
+                data: bytes("rdata-update", "second"),
+                actor: "owner:o1".to_owned(),
+                at: 300,
+            },
+            HistoryRow {
+                revision: 1,
+                data: r1.data.clone(),
+                actor: "owner:o1".to_owned(),
+                at: 200,
+            },
+        ]
+    );
+    assert!(
+        s.record_history("nope")
+            .await
+            .expect("unknown record")
+            .is_empty()
+    );
+}
+
+pub async fn record_deletion<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    let r2 = record("r2", "o1", "sf1", "sf1", 300);
+    s.create_record(&r2, "owner:o1").await.expect("r2");
+    attach_file(&*s, "t1", "f1", "r1").await;
+    attach_file(&*s, "t2", "f2", "r1").await;
+    let g1 = attach_file(&*s, "t3", "g1", "r2").await;
+    let pending = upload("t4", "p1", "r1", None);
+    s.create_upload(&pending).await.expect("pending upload");
+    let other_pending = upload("t5", "p2", "r2", None);
+    s.create_upload(&other_pending)
+        .await
+        .expect("pending upload of r2");
+    s.update_record(&transactional(
+        RecordUpdate {
+            remove_files: strings(&["f1"]),
+            ..update("r1", 3, "tentative", 8_000)
+        },
+        "general",
+        60_000,
+    ))
+    .await
+    .expect("open transaction");
+    s.create_app(&app("a1", "o1", 1)).await.expect("a1");
+    s.create_app(&app("a2", "o1", 2)).await.expect("a2");
+    let shares = [
+        share("a1", "r1", ShareKind::Record),
+        share("a2", "r1", ShareKind::Record),
+        share("a1", "r2", ShareKind::Record),
+        share("a2", "sf1", ShareKind::Folder),
+    ];
+    for sh in &shares {
+        s.put_share(sh).await.expect("share");
+    }
+    let r2_now = s.record("r2").await.expect("r2");
+
+    let removed = s.delete_record("r1").await.expect("delete");
+    assert_eq!(
+        sorted(removed),
+        Removed {
+            records: strings(&["r1"]),
+            folders: Vec::new(),
+            files: strings(&["f1", "f2", "p1"]),
+        }
+    );
+    assert_err!(s.record("r1").await, StoreError::NotFound);
+    assert_err!(s.file("f1").await, StoreError::NotFound);
+    assert_err!(s.file("f2").await, StoreError::NotFound);
+    assert!(
+        s.files_of_records(&strings(&["r1"]))
+            .await
+            .expect("files")
+            .is_empty()
+    );
+    assert_err!(s.upload(&pending.token_hash, 0).await, StoreError::NotFound);
+    assert!(s.record_history("r1").await.expect("history").is_empty());
+    assert_err!(s.transaction("r1").await, StoreError::NotFound);
+    assert_eq!(
+        s.shares_of_app("a1").await.expect("a1"),
+        vec![shares[2].clone()]
+    );
+    assert_eq!(
+        s.shares_of_app("a2").await.expect("a2"),
+        vec![shares[3].clone()]
+    );
+    // The other record keeps everything.
+    assert_eq!(s.record("r2").await.expect("r2"), r2_now);
+    assert_eq!(
+        s.files_of_records(&strings(&["r2"])).await.expect("files"),
+        vec![g1]
+    );
+    assert_eq!(
+        s.upload(&other_pending.token_hash, 0)
+            .await
+            .expect("r2's upload"),
+        other_pending
+    );
+    assert_eq!(
+        history_revisions(&s.record_history("r2").await.expect("history")),
+        [2, 1]
+    );
+    assert_eq!(
+        record_uids(&s.records_of_owner("o1").await.expect("records")),
+        ["r2"]
+    );
+
+    assert_err!(s.delete_record("r1").await, StoreError::NotFound);
+    assert_err!(s.delete_record("nope").await, StoreError::NotFound);
+    // Nothing of the old record is left to clash with a new one of the same UID.
+    let again = record("r1", "o1", "sf1", "sf1", 900);
+    s.create_record(&again, "owner:o1").await.expect("recreate");
+    assert_eq!(
+        history_revisions(&s.record_history("r1").await.expect("history")),
+        [1]
+    );
+    assert_eq!(
+        s.delete_record("r1").await.expect("delete again"),
+        Removed {
+            records: strings(&["r1"]),
+            folders: Vec::new(),
+            files: Vec::new(),
+        }
+    );
+}
+
+pub async fn folder_updates<H: Harness>(h: &H) {
+    let s = h.open().await;
+    s.create_owner(&owner("o1", "o1@example.com"), false)
+        .await
+        .expect("o1");
+    let sf1 = shared("sf1", "o1", 1);
+    let sub = folder("sub", "o1", Some("sf1"), "sf1", 2);
+    s.create_folder(&sf1).await.expect("sf1");
+    s.create_folder(&sub).await.expect("sub");
+
+    s.update_folder("sub", b"renamed").await.expect("update");
+    assert_eq!(
+        s.folder("sub").await.expect("sub"),
+        FolderRow {
+            data: b"renamed".to_vec(),
+            ..sub.clone()
+        }
+    );
+    assert_eq!(s.folder("sf1").await.expect("sf1"), sf1, "others untouched");
+    s.update_folder("sf1", b"").await.expect("empty data");
+    assert_eq!(s.folder("sf1").await.expect("sf1").data, Vec::<u8>::new());
+    assert_err!(s.update_folder("nope", b"x").await, StoreError::NotFound);
+    assert_err!(s.folder("nope").await, StoreError::NotFound);
+}
+
+pub async fn folder_emptiness<H: Harness>(h: &H) {
+    let s = h.open().await;
+    s.create_owner(&owner("o1", "o1@example.com"), false)
+        .await
+        .expect("o1");
+    for f in [
+        shared("sf1", "o1", 1),
+        shared("sf2", "o1", 2),
+        folder("a", "o1", Some("sf1"), "sf1", 3),
+        folder("b", "o1", Some("sf1"), "sf1", 4),
+        folder("a-1", "o1", Some("a"), "sf1", 5),
+    ] {
+        s.create_folder(&f).await.expect("folder");
+    }
+    assert!(s.folder_is_empty("sf2").await.expect("sf2"));
+    assert!(!s.folder_is_empty("sf1").await.expect("sf1 has sub-folders"));
+    assert!(!s.folder_is_empty("a").await.expect("a has a sub-folder"));
+    assert!(s.folder_is_empty("a-1").await.expect("a-1"));
+    assert!(s.folder_is_empty("b").await.expect("b"));
+    assert_err!(s.folder_is_empty("nope").await, StoreError::NotFound);
+
+    // A record directly in a shared folder has the root as its folder.
+    s.create_record(&record("r1", "o1", "sf2", "sf2", 10), "owner:o1")
+        .await
+        .expect("r1");
+    assert!(!s.folder_is_empty("sf2").await.expect("sf2 has a record"));
+    // A record deeper down only makes its own folder non-empty.
+    s.create_record(&record("r2", "o1", "sf1", "a-1", 11), "owner:o1")
+        .await
+        .expect("r2");
+    assert!(!s.folder_is_empty("a-1").await.expect("a-1 has a record"));
+    assert!(s.folder_is_empty("b").await.expect("b still empty"));
+    s.delete_record("r2").await.expect("delete r2");
+    assert!(s.folder_is_empty("a-1").await.expect("a-1 empty again"));
+    s.delete_record("r1").await.expect("delete r1");
+    assert!(s.folder_is_empty("sf2").await.expect("sf2 empty again"));
+}
+
+pub async fn folder_tree_deletion<H: Harness>(h: &H) {
+    let s = h.open().await;
+    s.create_owner(&owner("o1", "o1@example.com"), false)
+        .await
+        .expect("o1");
+    // sf1 ── a ── a1 ── a1x        sf2 ── z
+    //    │     └─ a2
+    //    └─ b
+    let sf2 = shared("sf2", "o1", 20);
+    let z = folder("z", "o1", Some("sf2"), "sf2", 21);
+    for f in [
+        shared("sf1", "o1", 1),
+        folder("a", "o1", Some("sf1"), "sf1", 2),
+        folder("a1", "o1", Some("a"), "sf1", 3),
+        folder("a1x", "o1", Some("a1"), "sf1", 4),
+        folder("a2", "o1", Some("a"), "sf1", 5),
+        folder("b", "o1", Some("sf1"), "sf1", 6),
+        sf2.clone(),
+        z.clone(),
+    ] {
+        s.create_folder(&f).await.expect("folder");
+    }
+    let records = [
+        record("r-root", "o1", "sf1", "sf1", 10),
+        record("r-a", "o1", "sf1", "a", 11),
+        record("r-a1", "o1", "sf1", "a1", 12),
+        record("r-a1x", "o1", "sf1", "a1x", 13),
+        record("r-b", "o1", "sf1", "b", 14),
+        record("r-z", "o1", "sf2", "z", 15),
+    ];
+    for r in &records {
+        s.create_record(r, "owner:o1").await.expect("record");
+    }
+    attach_file(&*s, "t1", "f-a1", "r-a1").await;
+    attach_file(&*s, "t2", "f-a1x", "r-a1x").await;
+    attach_file(&*s, "t3", "f-b", "r-b").await;
+    let fz = attach_file(&*s, "t4", "f-z", "r-z").await;
+    s.create_upload(&upload("t5", "p-a", "r-a", None))
+        .await
+        .expect("pending upload");
+    s.update_record(&transactional(
+        update("r-a1", 2, "tx", 9_000),
+        "general",
+        60_000,
+    ))
+    .await
+    .expect("open transaction");
+    s.create_app(&app("app", "o1", 1)).await.expect("app");
+    for sh in [
+        share("app", "sf1", ShareKind::Folder),
+        share("app", "sf2", ShareKind::Folder),
+        share("app", "r-a1x", ShareKind::Record),
+        share("app", "r-root", ShareKind::Record),
+        share("app", "r-z", ShareKind::Record),
+    ] {
+        s.put_share(&sh).await.expect("share");
+    }
+
+    // A sub-folder: itself, its sub-folders at every depth and their records.
+    let removed = s.delete_folder_tree("a").await.expect("delete a");
+    assert_eq!(
+        sorted(removed),
+        Removed {
+            records: strings(&["r-a", "r-a1", "r-a1x"]),
+            folders: strings(&["a", "a1", "a1x", "a2"]),
+            files: strings(&["f-a1", "f-a1x", "p-a"]),
+        }
+    );
+    assert_eq!(
+        folder_uids(&s.folders_of_owner("o1").await.expect("folders")),
+        ["sf1", "b", "sf2", "z"]
+    );
+    assert_eq!(
+        record_uids(&s.records_of_owner("o1").await.expect("records")),
+        ["r-root", "r-b", "r-z"]
+    );
+    for gone in ["r-a", "r-a1", "r-a1x"] {
+        assert_err!(s.record(gone).await, StoreError::NotFound);
+        assert!(s.record_history(gone).await.expect("history").is_empty());
+    }
+    assert_err!(s.transaction("r-a1").await, StoreError::NotFound);
+    assert_err!(s.file("f-a1x").await, StoreError::NotFound);
+    assert_err!(
+        s.upload(&bytes("token", "t5"), 0).await,
+        StoreError::NotFound
+    );
+    let targets =
+        |rows: Vec<ShareRow>| -> Vec<String> { rows.into_iter().map(|sh| sh.target_uid).collect() };
+    assert_eq!(
+        targets(s.shares_of_app("app").await.expect("shares")),
+        strings(&["r-root", "r-z", "sf1", "sf2"])
+    );
+    assert!(s.folder_is_empty("a").await.is_err());
+    assert_err!(s.delete_folder_tree("a1x").await, StoreError::NotFound);
+
+    // A shared folder: the rest of its tree and its own share.
+    let removed = s.delete_folder_tree("sf1").await.expect("delete sf1");
+    assert_eq!(
+        sorted(removed),
+        Removed {
+            records: strings(&["r-b", "r-root"]),
+            folders: strings(&["b", "sf1"]),
+            files: strings(&["f-b"]),
+        }
+    );
+    assert_eq!(
+        s.folders_of_owner("o1").await.expect("folders"),
+        vec![sf2.clone(), z.clone()]
+    );
+    assert_eq!(
+        s.records_of_owner("o1").await.expect("records"),
+        vec![RecordRow {
+            data: bytes("rdata-with", "f-z"),
+            revision: 2,
+            updated_at: 7_000,
+            ..records[5].clone()
+        }]
+    );
+    assert_eq!(
+        s.files_of_records(&strings(&["r-z"])).await.expect("files"),
+        vec![fz]
+    );
+    assert_eq!(
+        targets(s.shares_of_app("app").await.expect("shares")),
+        strings(&["r-z", "sf2"])
+    );
+    assert_err!(s.delete_folder_tree("sf1").await, StoreError::NotFound);
+    assert_err!(s.delete_folder_tree("nope").await, StoreError::NotFound);
+
+    // A whole tree in one go, straight from the root.
+    let removed = s.delete_folder_tree("sf2").await.expect("delete sf2");
+    assert_eq!(
+        sorted(removed),
+        Removed {
+            records: strings(&["r-z"]),
+            folders: strings(&["sf2", "z"]),
+            files: strings(&["f-z"]),
+        }
+    );
+    assert!(s.folders_of_owner("o1").await.expect("none").is_empty());
+    assert!(s.records_of_owner("o1").await.expect("none").is_empty());
+    assert!(s.shares_of_app("app").await.expect("none").is_empty());
+    // An empty leaf folder deletes alone.
+    s.create_folder(&shared("sf3", "o1", 30))
+        .await
+        .expect("sf3");
+    assert_eq!(
+        s.delete_folder_tree("sf3").await.expect("delete sf3"),
+        Removed {
+            records: Vec::new(),
+            folders: strings(&["sf3"]),
+            files: Vec::new(),
+        }
     );
 }
