@@ -42,7 +42,10 @@ fn folder_map(answer: &Value) -> BTreeMap<String, Vec<String>> {
                 .map(|r| r["recordUid"].as_str().expect("recordUid").to_owned())
                 .collect();
             records.sort();
-            (f["folderUid"].as_str().expect("folderUid").to_owned(), records)
+            (
+                f["folderUid"].as_str().expect("folderUid").to_owned(),
+                records,
+            )
         })
         .collect()
 }
@@ -88,7 +91,11 @@ async fn binding_returns_the_app_key_owner_key_and_app_data() {
     let wrapped = first["encryptedAppKey"].as_str().expect("encryptedAppKey");
     assert_eq!(wrapped.len(), 80, "B64 of 60 bytes");
     std_b64(wrapped);
-    assert_eq!(ksm.app_key(), &v.app_key, "encryptedAppKey opens to the app key");
+    assert_eq!(
+        ksm.app_key(),
+        &v.app_key,
+        "encryptedAppKey opens to the app key"
+    );
     assert_eq!(
         ksm.owner_public_key.as_deref(),
         Some(&v.owner_public_key[..]),
@@ -107,10 +114,7 @@ async fn binding_returns_the_app_key_owner_key_and_app_data() {
     // The binding answer is complete (the JS SDK returns it to the caller).
     assert_eq!(direct_uids(&first), direct_uids(&second));
     assert_eq!(folder_map(&first), folder_map(&second));
-    assert_eq!(
-        direct_uids(&first),
-        sorted(&[&v.direct_ro, &v.direct_rw])
-    );
+    assert_eq!(direct_uids(&first), sorted(&[&v.direct_ro, &v.direct_rw]));
 }
 
 #[tokio::test]
@@ -156,22 +160,18 @@ async fn a_different_public_key_for_a_bound_client_is_refused() {
     let mut ksm = fx.bound_device(&fx.vault.app).await;
     let mut intruder = ksm.sibling();
     // With its own publicKey (a second binding attempt) …
-    let failure = expect_failure(
-        intruder.get_secret(json!({})).await,
-        403,
-        "access_denied",
-    );
+    let failure = expect_failure(intruder.get_secret(json!({})).await, 403, "access_denied");
     assert!(intruder.app_key.is_none(), "{failure:?}");
     // … and without one, signing with a key that is not the registered one.
     expect_failure(
-        intruder
-            .get_secret(json!({"publicKey": Value::Null}))
-            .await,
+        intruder.get_secret(json!({"publicKey": Value::Null})).await,
         403,
         "access_denied",
     );
     // The registered device is unaffected.
-    ksm.get_secret(json!({})).await.expect("the bound device works");
+    ksm.get_secret(json!({}))
+        .await
+        .expect("the bound device works");
     let clients = fx.clients(&fx.vault.app).await;
     let me = clients
         .iter()
@@ -202,7 +202,10 @@ async fn an_unbound_device_without_public_key_is_refused() {
 async fn get_folders_can_bind() {
     let fx = fx();
     let mut ksm = fx.device(&fx.vault.app).await;
-    let answer = ksm.get_folders().await.expect("binding through get_folders");
+    let answer = ksm
+        .get_folders()
+        .await
+        .expect("binding through get_folders");
     assert_eq!(ksm.app_key(), &fx.vault.app_key);
     assert_eq!(
         ksm.owner_public_key.as_deref(),
@@ -211,7 +214,9 @@ async fn get_folders_can_bind() {
     assert_eq!(answer["folders"].as_array().expect("folders").len(), 5);
     let next = ksm.get_folders().await.expect("bound");
     assert!(next.get("encryptedAppKey").is_none_or(Value::is_null));
-    ksm.get_secret(json!({})).await.expect("get_secret after binding");
+    ksm.get_secret(json!({}))
+        .await
+        .expect("get_secret after binding");
 }
 
 // ---- get_secret content ---------------------------------------------------------------------
@@ -248,23 +253,28 @@ async fn get_secret_returns_every_shared_record_with_working_keys() {
     assert!(answer["warnings"].is_null());
     assert!(answer["encryptedAppKey"].is_null());
 
-    let check_record = |record: &Value, wrap: &SymmetricKey, editable: bool, inner: Option<&str>| {
-        let uid = record["recordUid"].as_str().expect("recordUid");
-        let key = gcm_key(wrap, record["recordKey"].as_str().expect("recordKey"));
-        assert_eq!(&key, &v.record_keys[uid], "record key of {uid}");
-        let data = gcm_json(&key, record["data"].as_str().expect("data"));
-        assert_eq!(data["title"], json!(v.records[uid].title));
-        assert_eq!(password_of(&data), v.records[uid].password);
-        assert_eq!(data["custom"][0]["label"], json!("Environment"));
-        assert_eq!(record["isEditable"], json!(editable), "isEditable of {uid}");
-        assert!(record["revision"].is_i64(), "integer revision");
-        assert_eq!(record["revision"].as_i64(), Some(revisions[uid]));
-        assert_eq!(record["innerFolderUid"].as_str(), inner, "innerFolderUid of {uid}");
-        assert!(record["folderUid"].is_null());
-        assert!(record.get("links").is_none(), "no links unless requested");
-        assert!(record["files"].is_array() || record["files"].is_null());
-        key
-    };
+    let check_record =
+        |record: &Value, wrap: &SymmetricKey, editable: bool, inner: Option<&str>| {
+            let uid = record["recordUid"].as_str().expect("recordUid");
+            let key = gcm_key(wrap, record["recordKey"].as_str().expect("recordKey"));
+            assert_eq!(&key, &v.record_keys[uid], "record key of {uid}");
+            let data = gcm_json(&key, record["data"].as_str().expect("data"));
+            assert_eq!(data["title"], json!(v.records[uid].title));
+            assert_eq!(password_of(&data), v.records[uid].password);
+            assert_eq!(data["custom"][0]["label"], json!("Environment"));
+            assert_eq!(record["isEditable"], json!(editable), "isEditable of {uid}");
+            assert!(record["revision"].is_i64(), "integer revision");
+            assert_eq!(record["revision"].as_i64(), Some(revisions[uid]));
+            assert_eq!(
+                record["innerFolderUid"].as_str(),
+                inner,
+                "innerFolderUid of {uid}"
+            );
+            assert!(record["folderUid"].is_null());
+            assert!(record.get("links").is_none(), "no links unless requested");
+            assert!(record["files"].is_array() || record["files"].is_null());
+            key
+        };
 
     // Direct shares: recordKey under the app key, permission per share.
     let direct = answer["records"].as_array().expect("records");
@@ -399,7 +409,10 @@ async fn requested_records_filter_exactly_and_warn_about_the_rest() {
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     for missing in [&unknown, &v.hidden, &v.other_rec] {
         assert_eq!(
-            warnings.iter().filter(|w| w.contains(missing.as_str())).count(),
+            warnings
+                .iter()
+                .filter(|w| w.contains(missing.as_str()))
+                .count(),
             1,
             "one warning for {missing}: {warnings:?}"
         );
@@ -410,7 +423,10 @@ async fn requested_records_filter_exactly_and_warn_about_the_rest() {
     // The filtered record is complete and decrypts.
     let record = &answer["folders"][0]["records"][0];
     assert_eq!(record["innerFolderUid"], json!(v.subsub));
-    let folder_key = gcm_key(&v.app_key, answer["folders"][0]["folderKey"].as_str().expect("k"));
+    let folder_key = gcm_key(
+        &v.app_key,
+        answer["folders"][0]["folderKey"].as_str().expect("k"),
+    );
     let key = gcm_key(&folder_key, record["recordKey"].as_str().expect("k"));
     assert_eq!(
         gcm_json(&key, record["data"].as_str().expect("data"))["title"],
@@ -520,7 +536,10 @@ async fn request_links_adds_an_empty_links_array_to_every_record() {
     for record in records {
         assert_eq!(record["links"], json!([]), "{record}");
     }
-    for without in [json!({"requestLinks": false}), json!({"requestLinks": null})] {
+    for without in [
+        json!({"requestLinks": false}),
+        json!({"requestLinks": null}),
+    ] {
         let answer = ksm.get_secret(without).await.expect("without links");
         for record in all_records(&answer) {
             assert!(record.get("links").is_none(), "{record}");

@@ -553,7 +553,7 @@ async fn update_record_in(
     if open {
         return Err(StoreError::Precondition("transaction open"));
     }
-    if false && current != update.expected_revision {
+    if current != update.expected_revision {
         return Err(StoreError::Precondition("stale"));
     }
     let revision = current + 1;
@@ -704,7 +704,6 @@ async fn delete_records_in(
     for sql in [
         "DELETE FROM record_history WHERE record_uid IN (SELECT value FROM json_each(?))",
         "DELETE FROM record_transactions WHERE record_uid IN (SELECT value FROM json_each(?))",
-        "DELETE FROM shares WHERE target_uid IN (SELECT value FROM json_each(?))",
         "DELETE FROM records WHERE uid IN (SELECT value FROM json_each(?))",
     ] {
         sqlx::query(sql)

@@ -193,7 +193,10 @@ impl Shared {
                 rt.block_on(async move {
                     let dir = shared_data_dir();
                     let (server, ep) = start_server(&dir, tweak).await;
-                    let code = server.setup_code.clone().expect("a fresh server has a code");
+                    let code = server
+                        .setup_code
+                        .clone()
+                        .expect("a fresh server has a code");
                     let owner = register_owner(&ep, &code).await;
                     let vault = provision(&owner).await;
                     tx.send((ep, Arc::new(owner), vault, handle))
@@ -574,10 +577,7 @@ impl Failure {
     /// Parses and checks an error answer.
     pub fn parse(status: u16, body: &[u8]) -> Failure {
         assert_ne!(status, 200, "an error must not answer 200");
-        assert!(
-            !(200..300).contains(&status),
-            "an error answered {status}"
-        );
+        assert!(!(200..300).contains(&status), "an error answered {status}");
         let json: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
             panic!(
                 "error body (status {status}) is not JSON ({e}): {:?}",
@@ -773,7 +773,12 @@ pub fn decode_config(config_b64: &str) -> Value {
     keys.sort();
     assert_eq!(
         keys,
-        ["clientKey", "hostname", "serverPublicKey", "serverPublicKeyId"]
+        [
+            "clientKey",
+            "hostname",
+            "serverPublicKey",
+            "serverPublicKeyId"
+        ]
     );
     json
 }
@@ -782,7 +787,12 @@ impl Ksm {
     /// A device from a `client add` config.
     pub fn from_config(config_b64: &str, cert_path: &Path) -> Ksm {
         let config = decode_config(config_b64);
-        let text = |k: &str| config[k].as_str().expect("config values are strings").to_owned();
+        let text = |k: &str| {
+            config[k]
+                .as_str()
+                .expect("config values are strings")
+                .to_owned()
+        };
         let client_key = SymmetricKey::from_slice(&url_b64(&text("clientKey"))).expect("32 bytes");
         let server_key =
             PublicKey::from_bytes(&url_b64(&text("serverPublicKey"))).expect("server key");
@@ -898,7 +908,10 @@ impl Ksm {
         for (name, value) in &prepared.headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let response = request.send().await.expect("the request reaches the server");
+        let response = request
+            .send()
+            .await
+            .expect("the request reaches the server");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.expect("read the answer").to_vec();
@@ -917,7 +930,10 @@ impl Ksm {
         };
         let app_key = gcm_key(&self.client_key, wrapped);
         if let Some(existing) = &self.app_key {
-            assert_eq!(existing, &app_key, "a repeated binding returns the same app key");
+            assert_eq!(
+                existing, &app_key,
+                "a repeated binding returns the same app key"
+            );
         }
         self.app_key = Some(app_key);
         let owner = answer["appOwnerPublicKey"]
@@ -948,7 +964,10 @@ impl Ksm {
     pub async fn bind(&mut self) -> Value {
         assert!(self.app_key.is_none(), "already bound");
         let answer = self.get_secret(json!({})).await.expect("binding succeeds");
-        assert!(self.app_key.is_some(), "the binding answer has encryptedAppKey");
+        assert!(
+            self.app_key.is_some(),
+            "the binding answer has encryptedAppKey"
+        );
         answer
     }
 }
@@ -977,9 +996,7 @@ impl RawResponse {
 }
 
 /// A TLS connection to the test server, verifying its certificate.
-pub async fn tls_connect(
-    ep: &Endpoint,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+pub async fn tls_connect(ep: &Endpoint) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ep.cert_path).expect("read cert") {
