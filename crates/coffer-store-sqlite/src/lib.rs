@@ -38,6 +38,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 const POOL_SIZE: u32 = 5;
 /// How long a statement waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often opening retries connecting when the database is busy.
+const CONNECT_ATTEMPTS: u32 = 5;
 /// How often opening retries the migrations (another process may be applying them right now).
 const MIGRATION_ATTEMPTS: u32 = 5;
 /// `list_audit` limit when the filter says 0.
@@ -119,11 +121,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .connect_with(options)
-            .await
-            .map_err(|e| backend("open", &e))?;
+        let pool = connect(options).await?;
         migrate(&pool).await?;
         tracing::debug!(path = %path.display(), "sqlite store open");
         Ok(SqliteStore { pool })
@@ -197,6 +195,38 @@ fn create_private_file(path: &Path) -> StoreResult<()> {
             "open: cannot create {}: {e}",
             path.display()
         ))),
+    }
+}
+
+/// Opens the pool. The first connection's pragmas switch a new file to WAL, and two
+/// connections doing that at once can get `SQLITE_BUSY` straight away (SQLite skips the busy
+/// handler where waiting could deadlock); a retry finds the switch made.
+async fn connect(options: SqliteConnectOptions) -> StoreResult<SqlitePool> {
+    let mut attempt = 1;
+    loop {
+        match SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => return Ok(pool),
+            Err(e) if attempt < CONNECT_ATTEMPTS && is_busy(&e) => {
+                tracing::debug!(attempt, error = %e, "sqlite database busy while opening, retrying");
+                attempt += 1;
+            }
+            Err(e) => return Err(backend("open", &e)),
+        }
+    }
+}
+
+/// True for `SQLITE_BUSY` and its extended codes.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 5),
+        _ => false,
     }
 }
 
@@ -704,6 +734,7 @@ async fn delete_records_in(
     for sql in [
         "DELETE FROM record_history WHERE record_uid IN (SELECT value FROM json_each(?))",
         "DELETE FROM record_transactions WHERE record_uid IN (SELECT value FROM json_each(?))",
+        "DELETE FROM shares WHERE target_uid IN (SELECT value FROM json_each(?))",
         "DELETE FROM records WHERE uid IN (SELECT value FROM json_each(?))",
     ] {
         sqlx::query(sql)
@@ -1742,6 +1773,46 @@ mod tests {
             folder("root", None, 3),
         ];
         assert_eq!(uids(&preorder(rows)), ["root", "orphan", "y", "x"]);
+    }
+
+    fn pair(uid: &str, parent: Option<&str>) -> (String, Option<String>) {
+        (uid.to_owned(), parent.map(str::to_owned))
+    }
+
+    #[test]
+    fn deletion_levels_put_children_before_parents() {
+        let tree = vec![
+            pair("root", None),
+            pair("b", Some("root")),
+            pair("a", Some("root")),
+            pair("a2", Some("a")),
+            pair("a1", Some("a")),
+            pair("a1x", Some("a1")),
+        ];
+        assert_eq!(
+            deletion_levels(tree),
+            vec![vec!["a1x", "a2", "b"], vec!["a1"], vec!["a"], vec!["root"]]
+        );
+        // A sub-tree: the top's own parent is outside the set and does not matter.
+        assert_eq!(
+            deletion_levels(vec![pair("s", Some("outside")), pair("t", Some("s"))]),
+            vec![vec!["t"], vec!["s"]]
+        );
+        assert_eq!(
+            deletion_levels(vec![pair("only", None)]),
+            vec![vec!["only"]]
+        );
+        assert!(deletion_levels(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn deletion_levels_survive_cycles() {
+        let tree = vec![
+            pair("x", Some("y")),
+            pair("y", Some("x")),
+            pair("leaf", Some("x")),
+        ];
+        assert_eq!(deletion_levels(tree), vec![vec!["leaf"], vec!["x", "y"]]);
     }
 
     #[test]

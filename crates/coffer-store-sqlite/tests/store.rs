@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use coffer_store::{SessionRow, Store, StoreError};
+use coffer_store::{Removed, SessionRow, ShareKind, ShareRow, Store, StoreError};
 use coffer_store_sqlite::SqliteStore;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, SqliteConnection};
@@ -232,6 +232,251 @@ async fn missing_referenced_rows_are_preconditions() {
             .await,
         Err(StoreError::Backend(_))
     ));
+}
+
+/// Row counts of every table that hangs off records and folders.
+async fn counts(conn: &mut SqliteConnection) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::new();
+    for table in [
+        "folders",
+        "records",
+        "record_history",
+        "record_transactions",
+        "files",
+        "uploads",
+        "shares",
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("count");
+        out.push((table, n));
+    }
+    out
+}
+
+#[tokio::test]
+async fn both_migrations_are_applied() {
+    let h = SqliteHarness::new();
+    let _s = h.open().await;
+    let versions: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut h.raw().await)
+            .await
+            .expect("migrations");
+    assert_eq!(versions, [(1, true), (2, true)]);
+    let index: String = sqlx::query_scalar(
+        "SELECT tbl_name FROM sqlite_master \
+         WHERE type = 'index' AND name = 'record_transactions_by_expiry'",
+    )
+    .fetch_one(&mut h.raw().await)
+    .await
+    .expect("expiry index");
+    assert_eq!(index, "record_transactions");
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_on_open() {
+    let h = SqliteHarness::new();
+    // Build a database at schema version 1 only, with a record in it.
+    let v1 = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_initial.sql"),
+        v1.path().join("0001_initial.sql"),
+    )
+    .expect("copy migration 1");
+    {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&h.path)
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .connect()
+            .await
+            .expect("v1 connection");
+        sqlx::migrate::Migrator::new(v1.path())
+            .await
+            .expect("v1 migrator")
+            .run(&mut conn)
+            .await
+            .expect("v1 schema");
+        for sql in [
+            "INSERT INTO owners VALUES ('o1', 'o1@example.com', '{}', 'h', x'01', x'02', x'03', 1)",
+            "INSERT INTO folders VALUES ('sf1', 'o1', NULL, 'sf1', x'04', x'05', 2)",
+            "INSERT INTO records VALUES ('r1', 'o1', 'sf1', 'sf1', x'06', NULL, x'07', 1, 3, 3)",
+            "INSERT INTO record_history VALUES ('r1', 1, x'07', 'owner:o1', 3)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.expect("v1 row");
+        }
+    }
+    let s = h.open().await;
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY 1")
+        .fetch_all(&mut h.raw().await)
+        .await
+        .expect("migrations");
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(s.record("r1").await.expect("old record").data, [7]);
+    let change = s
+        .update_record(&coffer_store::RecordUpdate {
+            transaction: Some(coffer_store::TransactionStart {
+                kind: "general".to_owned(),
+                expires_at: 100,
+            }),
+            ..suite::update("r1", 1, "new", 50)
+        })
+        .await
+        .expect("transactional update");
+    assert_eq!(change.revision, 2);
+    assert_eq!(
+        s.expire_transactions(100).await.expect("expire"),
+        [("r1".to_owned(), "o1".to_owned())]
+    );
+    assert_eq!(s.record("r1").await.expect("rolled back").data, [7]);
+}
+
+#[tokio::test]
+async fn transaction_file_lists_are_json_arrays() {
+    let h = SqliteHarness::new();
+    let s = h.open().await;
+    s.create_owner(&suite::owner("o1", "o1@example.com"), false)
+        .await
+        .expect("owner");
+    s.create_folder(&suite::shared("sf1", "o1", 1))
+        .await
+        .expect("folder");
+    s.create_record(&suite::record("r1", "o1", "sf1", "sf1", 10), "owner:o1")
+        .await
+        .expect("record");
+    s.update_record(&coffer_store::RecordUpdate {
+        remove_files: vec!["f\"1".to_owned(), "g1".to_owned()],
+        transaction: Some(coffer_store::TransactionStart {
+            kind: "rotation".to_owned(),
+            expires_at: 100,
+        }),
+        ..suite::update("r1", 1, "new", 50)
+    })
+    .await
+    .expect("transactional update");
+    let stored: (String, String, i64) = sqlx::query_as(
+        "SELECT kind, remove_files, previous_revision FROM record_transactions \
+         WHERE record_uid = 'r1'",
+    )
+    .fetch_one(&mut h.raw().await)
+    .await
+    .expect("row");
+    assert_eq!(
+        stored,
+        ("rotation".to_owned(), r#"["f\"1","g1"]"#.to_owned(), 1)
+    );
+    assert_eq!(
+        s.transaction("r1").await.expect("open").remove_files,
+        ["f\"1", "g1"]
+    );
+}
+
+#[tokio::test]
+async fn deletions_leave_no_orphan_rows() {
+    let h = SqliteHarness::new();
+    let s = h.open().await;
+    s.create_owner(&suite::owner("o1", "o1@example.com"), false)
+        .await
+        .expect("owner");
+    for f in [
+        suite::shared("sf1", "o1", 1),
+        suite::folder("a", "o1", Some("sf1"), "sf1", 2),
+        suite::folder("a1", "o1", Some("a"), "sf1", 3),
+    ] {
+        s.create_folder(&f).await.expect("folder");
+    }
+    s.create_app(&suite::app("app", "o1", 1))
+        .await
+        .expect("app");
+    for (uid, folder) in [("r0", "sf1"), ("r1", "a"), ("r2", "a1"), ("r3", "a1")] {
+        s.create_record(&suite::record(uid, "o1", "sf1", folder, 10), "owner:o1")
+            .await
+            .expect("record");
+        let up = suite::upload(&format!("t-{uid}"), &format!("f-{uid}"), uid, None);
+        s.create_upload(&up).await.expect("upload");
+        s.complete_upload(&up.token_hash, 20)
+            .await
+            .expect("complete");
+        s.create_upload(&suite::upload(
+            &format!("p-{uid}"),
+            &format!("p-{uid}"),
+            uid,
+            None,
+        ))
+        .await
+        .expect("pending upload");
+        s.update_record(&coffer_store::RecordUpdate {
+            transaction: Some(coffer_store::TransactionStart {
+                kind: "general".to_owned(),
+                expires_at: 100,
+            }),
+            ..suite::update(uid, 2, uid, 30)
+        })
+        .await
+        .expect("transaction");
+        s.put_share(&ShareRow {
+            app_uid: "app".to_owned(),
+            target_uid: uid.to_owned(),
+            kind: ShareKind::Record,
+            key: b"k".to_vec(),
+            editable: false,
+        })
+        .await
+        .expect("record share");
+    }
+    s.put_share(&ShareRow {
+        app_uid: "app".to_owned(),
+        target_uid: "sf1".to_owned(),
+        kind: ShareKind::Folder,
+        key: b"k".to_vec(),
+        editable: false,
+    })
+    .await
+    .expect("folder share");
+
+    assert_eq!(
+        s.delete_record("r3").await.expect("delete r3"),
+        Removed {
+            records: vec!["r3".to_owned()],
+            folders: Vec::new(),
+            files: vec!["f-r3".to_owned(), "p-r3".to_owned()],
+        }
+    );
+    assert_eq!(
+        counts(&mut h.raw().await).await,
+        [
+            ("folders", 3),
+            ("records", 3),
+            ("record_history", 9),
+            ("record_transactions", 3),
+            ("files", 3),
+            ("uploads", 3),
+            ("shares", 4),
+        ]
+    );
+    let removed = s.delete_folder_tree("sf1").await.expect("delete tree");
+    // Children come before their parents in the folder list.
+    assert_eq!(removed.folders, ["a1", "a", "sf1"]);
+    assert_eq!(removed.records, ["r0", "r1", "r2"]);
+    assert_eq!(
+        removed.files,
+        ["f-r0", "f-r1", "f-r2", "p-r0", "p-r1", "p-r2"]
+    );
+    assert!(
+        counts(&mut h.raw().await)
+            .await
+            .iter()
+            .all(|(_, n)| *n == 0),
+        "rows left behind"
+    );
+    let violations: Vec<(String, i64)> =
+        sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+            .fetch_all(&mut h.raw().await)
+            .await
+            .expect("foreign key check");
+    assert!(violations.is_empty(), "{violations:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
