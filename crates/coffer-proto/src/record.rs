@@ -181,8 +181,11 @@ pub fn value_shape(field_type: &str) -> ValueShape {
     }
 }
 
+/// A standard field of a record type: field type and optional label.
+pub type TemplateField = (&'static str, Option<&'static str>);
+
 /// Standard record types and their field lists (type, label) in order (§6.4).
-pub const RECORD_TYPES: &[(&str, &[(&str, Option<&str>)])] = &[
+pub const RECORD_TYPES: &[(&str, &[TemplateField])] = &[
     (
         "login",
         &[
@@ -333,7 +336,7 @@ pub const RECORD_TYPES: &[(&str, &[(&str, Option<&str>)])] = &[
 ];
 
 /// The standard field list of a record type, if it is one of [`RECORD_TYPES`].
-pub fn record_type_fields(name: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
+pub fn record_type_fields(name: &str) -> Option<&'static [TemplateField]> {
     RECORD_TYPES
         .iter()
         .find(|(n, _)| *n == name)

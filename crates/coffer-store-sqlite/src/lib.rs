@@ -1270,6 +1270,18 @@ impl Store for SqliteStore {
             tx.rollback().await.map_err(map_err(op))?;
             return Err(StoreError::Precondition("record is out of date"));
         }
+        // A rollback would restore data that does not mention this file: refuse while a
+        // transaction is open on the record.
+        let open: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM record_transactions WHERE record_uid = ?")
+                .bind(&upload.file.record_uid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err(op))?;
+        if open.is_some() {
+            tx.rollback().await.map_err(map_err(op))?;
+            return Err(StoreError::Precondition("transaction open"));
+        }
         let revision = current + 1;
         sqlx::query("UPDATE records SET data = ?, revision = ?, updated_at = ? WHERE uid = ?")
             .bind(&upload.record_data)

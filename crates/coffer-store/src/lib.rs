@@ -445,7 +445,8 @@ pub trait Store: Send + Sync + 'static {
     /// The unexpired pending upload of a token; `NotFound` otherwise.
     async fn upload(&self, token_hash: &[u8], now: Millis) -> StoreResult<UploadRow>;
     /// Publishes an upload in one transaction: checks the record revision (if the upload
-    /// carries one; `Precondition` when stale), replaces the record's data, increments its
+    /// carries one; `Precondition("record is out of date")` when stale; `Precondition("transaction
+    /// open")` while a transaction is open on the record), replaces the record's data, increments its
     /// revision, makes the file visible, and deletes the upload. `NotFound` if the upload is
     /// gone (used or expired). Returns the record's new revision.
     async fn complete_upload(&self, token_hash: &[u8], now: Millis) -> StoreResult<i64>;

@@ -519,6 +519,16 @@ pub async fn add_file(state: &AppState, caller: &Caller) -> ApiResult<Reply> {
     }
     let rights = Rights::load(state, caller).await?;
     let record = editable_record(state, &rights, &req.owner_record_uid).await?;
+    match state.store.transaction(&record.uid).await {
+        Ok(_) => {
+            return Err(ApiError::bad_request(format!(
+                "Record {} has an open transaction; finalize or roll it back before adding files.",
+                record.uid
+            )));
+        }
+        Err(StoreError::NotFound) => {}
+        Err(err) => return Err(err.into()),
+    }
     if let Some(revision) = req.owner_record_revision
         && revision != record.revision
     {

@@ -306,6 +306,10 @@ where
         Err(err) => {
             let _ = state.files.remove(&upload.file.uid).await;
             Err(match err {
+                StoreError::Precondition("transaction open") => ApiError::bad_request(format!(
+                    "Record {} has an open transaction; finalize or roll it back, then add the file again.",
+                    upload.file.record_uid
+                )),
                 StoreError::Precondition(_) => out_of_sync(&upload.file.record_uid),
                 StoreError::NotFound => ApiError::new(
                     ErrorCode::NotFound,
