@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import pytest
 
@@ -152,7 +152,7 @@ class CofferServer:
                 self.stop()
                 pytest.fail(
                     f"coffer server exited with status {code} during start-up; log:\n"
-                    f"{tail(self.log_path)}",
+                    f"{tail(self.log_path, 200)}",
                     pytrace=False,
                 )
             if (
@@ -171,7 +171,7 @@ class CofferServer:
                 pytest.fail(
                     f"coffer server not ready after {SERVER_START_TIMEOUT:.0f} s "
                     f"(missing files: {missing or 'none'}, port {self.port} "
-                    f"accepting: {port_accepts(self.port)}); log:\n{tail(self.log_path)}",
+                    f"accepting: {port_accepts(self.port)}); log:\n{tail(self.log_path, 200)}",
                     pytrace=False,
                 )
             time.sleep(0.1)
@@ -199,9 +199,18 @@ class CofferServer:
         env["COFFER_CA_CERT"] = str(self.cert_path)
         return env
 
-    def cli(self, *args: str) -> dict:
-        """Run `coffer ARGS... --json`; fail the test on a non-zero exit or bad output."""
+    def cli(self, *args: str, positional: Sequence[str] = ()) -> dict:
+        """Run `coffer ARGS... --json POSITIONAL...`; fail the test on a non-zero exit or bad output.
+
+        A UID may start with `-` (PROTOCOL.md §3.10 only says a server SHOULD avoid that), which
+        an argument parser would take for an option: UID-valued options are given as
+        `--opt=UID` by the callers, and positional arguments go after `--` when one of them
+        starts with `-`.
+        """
         argv = [str(self.binary), *args, "--json"]
+        if any(p.startswith("-") for p in positional):
+            argv.append("--")
+        argv += positional
         shown = " ".join(_quote(a) for a in argv)
         try:
             done = subprocess.run(
@@ -242,8 +251,8 @@ class CofferServer:
             )
         return value
 
-    def cli_uid(self, *args: str) -> str:
-        out = self.cli(*args)
+    def cli_uid(self, *args: str, positional: Sequence[str] = ()) -> str:
+        out = self.cli(*args, positional=positional)
         uid = out.get("uid")
         assert isinstance(uid, str) and uid, f"`coffer {' '.join(args)}` gave no uid: {out}"
         return uid

@@ -16,7 +16,6 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -62,6 +61,9 @@ KNOWN_CONFIG_KEYS = {
 }
 
 UNKNOWN_UID = "QUJDREVGR0hJSktMTU5PUA"  # well-formed, never issued
+
+# A refusal is one round trip; anything slower means the SDK is looping on retries.
+REFUSAL_DEADLINE_SECONDS = 30
 
 # Folders: key -> (name, parent key or None). A folder without a parent is a shared folder.
 FOLDERS: Dict[str, Tuple[str, Optional[str]]] = {
@@ -346,7 +348,9 @@ def assert_access_denied(call, what: str) -> KeeperError:
     a non-JSON body would surface as requests.HTTPError instead and fail this check.
     """
     try:
-        result = call()
+        # A server that answers `key` instead makes the SDK retry forever (PROTOCOL.md §2.10).
+        with deadline(REFUSAL_DEADLINE_SECONDS, what):
+            result = call()
     except KeeperError as err:
         text = str(err)
         assert text.startswith("Error: access_denied,"), (
@@ -382,10 +386,10 @@ def vault(coffer_server, owner, tmp_path_factory):
 
     folders: Dict[str, str] = {}
     for key, (name, parent) in FOLDERS.items():
-        args = ["vault", "folder", "create", name]
+        args = ["vault", "folder", "create"]
         if parent is not None:
-            args += ["--parent", folders[parent]]
-        folders[key] = server.cli_uid(*args)
+            args.append(f"--parent={folders[parent]}")
+        folders[key] = server.cli_uid(*args, positional=[name])
 
     records: Dict[str, str] = {}
     for key, spec in CLI_RECORDS.items():
@@ -393,8 +397,7 @@ def vault(coffer_server, owner, tmp_path_factory):
             "vault",
             "record",
             "add",
-            "--folder",
-            folders[spec.folder],
+            f"--folder={folders[spec.folder]}",
             "--type",
             spec.type,
             "--title",
@@ -405,20 +408,22 @@ def vault(coffer_server, owner, tmp_path_factory):
     widget_path = work / "widget.json"
     widget_path.write_text(json.dumps(WIDGET_RECORD, indent=2, ensure_ascii=False), encoding="utf-8")
     records["widget"] = server.cli_uid(
-        "vault", "record", "add", "--folder", folders[WIDGET_FOLDER], "--json-file", str(widget_path)
+        "vault", "record", "add", f"--folder={folders[WIDGET_FOLDER]}", "--json-file", str(widget_path)
     )
 
     attachment = os.urandom(ATTACHMENT_SIZE)
     attachment_path = work / ATTACHMENT_NAME
     attachment_path.write_bytes(attachment)
-    file_uid = server.cli_uid("vault", "file", "attach", records["web_login"], str(attachment_path))
+    file_uid = server.cli_uid(
+        "vault", "file", "attach", positional=[records["web_login"], str(attachment_path)]
+    )
 
-    app_a = server.cli_uid("vault", "app", "create", APP_A_NAME)
-    server.cli("vault", "app", "share", app_a, folders["conformance"])
-    server.cli("vault", "app", "share", app_a, records["direct"], "--editable")
+    app_a = server.cli_uid("vault", "app", "create", positional=[APP_A_NAME])
+    server.cli("vault", "app", "share", positional=[app_a, folders["conformance"]])
+    server.cli("vault", "app", "share", "--editable", positional=[app_a, records["direct"]])
 
-    app_b = server.cli_uid("vault", "app", "create", APP_B_NAME)
-    server.cli("vault", "app", "share", app_b, folders["bravo"], "--editable")
+    app_b = server.cli_uid("vault", "app", "create", positional=[APP_B_NAME])
+    server.cli("vault", "app", "share", "--editable", positional=[app_b, folders["bravo"]])
 
     all_uids = list(folders.values()) + list(records.values()) + [file_uid, app_a, app_b]
     assert len(set(all_uids)) == len(all_uids), f"the CLI returned a uid twice: {all_uids}"
@@ -437,14 +442,14 @@ def vault(coffer_server, owner, tmp_path_factory):
 
 def add_client(vault, app_uid: str, name: str, *extra: str) -> dict:
     """`coffer vault client add`; checks the shape of its output (DESIGN.md §4)."""
-    out = vault.server.cli("vault", "client", "add", app_uid, "--name", name, *extra)
+    out = vault.server.cli("vault", "client", "add", "--name", name, *extra, positional=[app_uid])
     for key in ("token", "client_id", "config"):
         assert isinstance(out.get(key), str) and out[key], f"client add: missing {key!r} in {out}"
     return out
 
 
 def list_clients(vault, app_uid: str) -> Dict[str, dict]:
-    out = vault.server.cli("vault", "client", "list", app_uid)
+    out = vault.server.cli("vault", "client", "list", positional=[app_uid])
     clients = out.get("clients")
     assert isinstance(clients, list), f"client list: no 'clients' array in {out}"
     listed: Dict[str, dict] = {}
@@ -523,6 +528,18 @@ def test_setup_code_file_is_deleted_after_first_registration(owner, coffer_serve
     assert not coffer_server.setup_code_path.exists(), (
         "DATA_DIR/setup-code must be deleted once the first owner registered (DESIGN.md §4)"
     )
+
+
+def test_issued_uids_have_the_uid_form(vault):
+    issued = {f"folder {k}": v for k, v in vault.folders.items()}
+    issued.update({f"record {k}": v for k, v in vault.records.items()})
+    issued.update({"app A": vault.app_a, "app B": vault.app_b})
+    for what, uid in {**issued, "file": vault.file_uid}.items():
+        assert len(uid) == 22 and len(b64url_nopad_decode(uid)) == 16, (what, uid)
+    # PROTOCOL.md §3.10: generated record and folder UIDs SHOULD NOT start with "-" or "_"
+    # (a command line cannot take "-..." as an argument); app UIDs are CLI arguments as well.
+    leading = {what: uid for what, uid in issued.items() if uid[0] in "-_"}
+    assert not leading, f"UIDs starting with '-' or '_': {leading}"
 
 
 def test_client_add_prints_token_and_a_ksm_config(vault, client_a, coffer_server):
@@ -965,7 +982,7 @@ def test_removed_bound_client_is_refused_at_once(vault):
     assert uids(sdk.get_secrets([vault.records["web_login"]])) == [vault.records["web_login"]]
     assert issued["client_id"] in list_clients(vault, vault.app_a)
 
-    vault.server.cli("vault", "client", "remove", vault.app_a, issued["client_id"])
+    vault.server.cli("vault", "client", "remove", positional=[vault.app_a, issued["client_id"]])
 
     assert_access_denied(sdk.get_secrets, "get_secrets of a removed client")
     assert_access_denied(sdk.get_folders, "get_folders of a removed client")
@@ -973,7 +990,7 @@ def test_removed_bound_client_is_refused_at_once(vault):
 
 def test_removed_unbound_client_cannot_bind(vault):
     issued = add_client(vault, vault.app_a, "removed-before-use")
-    vault.server.cli("vault", "client", "remove", vault.app_a, issued["client_id"])
+    vault.server.cli("vault", "client", "remove", positional=[vault.app_a, issued["client_id"]])
     sdk = new_sdk(issued["config"])
     assert_access_denied(sdk.get_secrets, "binding a removed client")
 
@@ -986,9 +1003,9 @@ def test_expired_first_access_is_refused(vault):
 
 
 def test_first_access_within_window_binds_and_outlives_the_window(vault):
-    issued = add_client(vault, vault.app_a, "expires-later", "--first-access-expires", "5s")
+    issued = add_client(vault, vault.app_a, "expires-later", "--first-access-expires", "8s")
     sdk = bind(issued["config"], "binding within the first-access window")
-    time.sleep(6)
+    time.sleep(9)
     # The expiry limits the first access only; a bound device keeps working.
     assert uids(sdk.get_secrets([vault.records["direct"]])) == [vault.records["direct"]]
 
