@@ -47,6 +47,35 @@ async fn a_token_binds_only_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_binding_attempts_have_exactly_one_winner() {
+    let fx = fx();
+    let first = fx.device(&fx.vault.app).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let mut contender = first.sibling();
+        tasks.spawn(async move {
+            let result = contender.get_secret(json!({})).await;
+            (contender, result)
+        });
+    }
+    let mut winners = Vec::new();
+    for (contender, result) in tasks.join_all().await {
+        match result {
+            Ok(_) => winners.push(contender),
+            Err(failure) => {
+                failure.expect(403, "access_denied");
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one device binds a token");
+    let mut winner = winners.pop().expect("a winner");
+    winner
+        .get_secret(json!({}))
+        .await
+        .expect("the winner works");
+}
+
 #[tokio::test]
 async fn an_expired_first_access_deadline_refuses_binding() {
     let fx = fx();
@@ -57,12 +86,13 @@ async fn an_expired_first_access_deadline_refuses_binding() {
         unlock_ip: false,
     };
     let late = fx.token(app, short(1)).await;
-    let created = std::time::Instant::now();
-    let prompt = fx.token(app, short(1)).await;
+    let prompt = fx.token(app, short(2)).await;
+    let prompt_created = std::time::Instant::now();
     let roomy = fx.token(app, short(600)).await;
     let mut prompt = Ksm::from_config(&prompt.config, &fx.ep.cert_path);
     prompt.bind().await;
-    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(created.elapsed())).await;
+    // Past both deadlines.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(prompt_created.elapsed())).await;
 
     let mut late = Ksm::from_config(&late.config, &fx.ep.cert_path);
     let failure = expect_failure(late.get_secret(json!({})).await, 403, "access_denied");
@@ -124,11 +154,11 @@ async fn an_ip_locked_device_only_works_from_its_binding_address() {
     let app = &fx.vault.app;
     let mut locked = fx.device(app).await;
     locked.bind().await;
-    locked.from_address(OTHER_IP);
+    locked.use_source_address(OTHER_IP);
     let failure = expect_failure(locked.get_secret(json!({})).await, 403, "access_denied");
     assert!(failure.message.contains("IP"), "{}", failure.message);
     expect_failure(locked.get_folders().await, 403, "access_denied");
-    locked.from_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    locked.use_source_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
     locked
         .get_secret(json!({}))
         .await
@@ -136,9 +166,9 @@ async fn an_ip_locked_device_only_works_from_its_binding_address() {
 
     // The lock follows the binding address, whichever it is.
     let mut elsewhere = fx.device(app).await;
-    elsewhere.from_address(OTHER_IP);
+    elsewhere.use_source_address(OTHER_IP);
     elsewhere.bind().await;
-    elsewhere.from_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    elsewhere.use_source_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
     expect_failure(elsewhere.get_secret(json!({})).await, 403, "access_denied");
 
     // Unlocked devices work from anywhere.
@@ -154,7 +184,7 @@ async fn an_ip_locked_device_only_works_from_its_binding_address() {
         .await;
     let mut free = Ksm::from_config(&token.config, &fx.ep.cert_path);
     free.bind().await;
-    free.from_address(OTHER_IP);
+    free.use_source_address(OTHER_IP);
     free.get_secret(json!({})).await.expect("from 127.0.0.2");
     free.get_folders().await.expect("from 127.0.0.2");
 

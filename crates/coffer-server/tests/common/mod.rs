@@ -269,6 +269,25 @@ impl Shared {
             .expect("list audit events")
     }
 
+    /// Polls the audit trail (up to `limit`) until `done` accepts the events; returns the last
+    /// list and whether `done` accepted it. Device reads are audited through a queue.
+    pub async fn audit_until(
+        &self,
+        filters: &[(&str, &str)],
+        limit: Duration,
+        done: impl Fn(&[AuditEvent]) -> bool,
+    ) -> (Vec<AuditEvent>, bool) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let events = self.audit(filters).await;
+            let ok = done(&events);
+            if ok || std::time::Instant::now() > deadline {
+                return (events, ok);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The owner's record UIDs and revisions.
     pub async fn record_revisions(&self) -> Vec<(String, i64)> {
         let owner = self.owner.clone();
@@ -560,7 +579,7 @@ pub fn password_of(record: &Value) -> &str {
 
 /// A non-200 answer, already checked for the protocol's error shape (PROTOCOL.md §2.6,
 /// checklist 6): an unencrypted JSON object with string `error` and `message`, and
-/// `result_code` absent or equal to `error`.
+/// `result_code` equal to `error`.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// HTTP status.
@@ -594,13 +613,13 @@ impl Failure {
             .to_owned();
         assert!(!code.is_empty(), "empty error code: {json}");
         assert!(!message.is_empty(), "empty error message: {json}");
-        if let Some(result_code) = json.get("result_code") {
-            assert_eq!(
-                result_code.as_str(),
-                Some(code.as_str()),
-                "result_code must equal error: {json}"
-            );
-        }
+        // PROTOCOL.md allows `result_code` to be absent; Coffer always sends it (the Python
+        // and Rust SDKs read it first), and it must never differ from `error` or be null.
+        assert_eq!(
+            json.get("result_code").and_then(Value::as_str),
+            Some(code.as_str()),
+            "result_code must equal error: {json}"
+        );
         Failure {
             status,
             code,
@@ -812,7 +831,7 @@ impl Ksm {
     }
 
     /// Sends from another local address from now on (e.g. `127.0.0.2`).
-    pub fn from_address(&mut self, ip: IpAddr) {
+    pub fn use_source_address(&mut self, ip: IpAddr) {
         self.http = https_client(&self.cert_path, Some(ip));
     }
 
@@ -1120,22 +1139,4 @@ pub async fn raw_exchange(ep: &Endpoint, requests: &[Vec<u8>]) -> Vec<RawRespons
         out.push(read_response(&mut stream, &mut leftover).await);
     }
     out
-}
-
-/// Polls `check` until it returns true or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    loop {
-        if check().await {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
