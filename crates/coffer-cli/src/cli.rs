@@ -27,6 +27,26 @@ pub enum Command {
     Server(ServerArgs),
     /// Owner tools: accounts, folders, records, files, applications, client tokens.
     Vault(VaultArgs),
+    /// Operator tools: server keys.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Write a new server key file (for instances that share one key: --server-key-file).
+    #[command(after_help = "Example:\n  coffer admin gen-server-key -o /etc/coffer/server-key.json")]
+    GenServerKey {
+        /// Where to write it (mode 0600); refuses to overwrite.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Add a new key to a server key file; it becomes the published key, older ones keep working.
+    #[command(after_help = "Restart the server(s) afterwards. Clients configured with an older key keep working;\nnew client configs (`coffer vault client add`) carry the new key.")]
+    RotateServerKey {
+        /// The key file (e.g. DATA_DIR/server-key.json).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +71,13 @@ pub struct ServerArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Server key file shared by several instances (see `coffer admin gen-server-key`).
+    /// [default: DATA_DIR/server-key.json, generated on first start]
+    #[arg(long, env = "COFFER_SERVER_KEY_FILE")]
+    pub server_key_file: Option<PathBuf>,
+    /// The server key file's JSON itself (e.g. from a secret store).
+    #[arg(long, env = "COFFER_SERVER_KEY", hide_env_values = true, conflicts_with = "server_key_file")]
+    pub server_key: Option<String>,
     /// Database: sqlite://PATH. [default: SQLite in DATA_DIR/coffer.db]
     #[arg(long, env = "COFFER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

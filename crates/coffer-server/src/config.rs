@@ -19,6 +19,17 @@ pub enum TlsSource {
     },
 }
 
+/// Where the server's P-256 key pair(s) come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySource {
+    /// `DATA_DIR/server-key.json`, generated on first start.
+    DataDir,
+    /// A key file shared by several instances (never generated: it must exist).
+    File(PathBuf),
+    /// The key file's JSON given directly (e.g. from a secret store via `COFFER_SERVER_KEY`).
+    Inline(String),
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -30,6 +41,8 @@ pub struct ServerConfig {
     pub public_host: String,
     /// TLS certificate source.
     pub tls: TlsSource,
+    /// Server key source.
+    pub server_key: KeySource,
     /// `sqlite://PATH`; none = SQLite in the data dir.
     pub database_url: Option<String>,
     /// Largest accepted API request body.
@@ -54,6 +67,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_host: "127.0.0.1:8443".to_owned(),
             tls: TlsSource::SelfSigned,
+            server_key: KeySource::DataDir,
             database_url: None,
             max_request_bytes: 8 * 1024 * 1024,
             max_file_bytes: 100 * 1024 * 1024,

@@ -32,10 +32,7 @@ impl ServerKeys {
     /// Loads `path`, or generates a key and writes it there (mode 0600) when it is missing.
     pub fn load_or_create(path: &Path) -> Result<Self, String> {
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read server key file {}: {e}", path.display()))?;
-            return Self::parse(&text)
-                .map_err(|e| format!("server key file {} is invalid: {e}", path.display()));
+            return Self::load(path);
         }
         let keys = Self {
             keys: vec![(FIRST_KEY_ID, KeyPair::generate())],
@@ -45,14 +42,50 @@ impl ServerKeys {
         Ok(keys)
     }
 
+    /// Loads an existing key file (shared by several instances); a missing file is an error.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read server key file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("server key file {} is invalid: {e}", path.display()))
+    }
+
+    /// A new key file's JSON with one fresh key (`coffer admin gen-server-key`).
+    pub fn generate_json() -> String {
+        Self {
+            keys: vec![(FIRST_KEY_ID, KeyPair::generate())],
+        }
+        .to_json()
+    }
+
+    /// Adds a fresh key with the next key id; it becomes the published key, and the older
+    /// ones still open requests of clients configured with them. Returns the new id.
+    pub fn rotate(&mut self) -> u32 {
+        let next = self.keys.iter().map(|(id, _)| *id).max().unwrap_or(FIRST_KEY_ID - 1) + 1;
+        self.keys.push((next, KeyPair::generate()));
+        next
+    }
+
+    /// The key file's JSON.
+    pub fn to_file_json(&self) -> String {
+        self.to_json()
+    }
+
+    /// The key ids, oldest first.
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.iter().map(|(id, _)| *id).collect()
+    }
+
     /// Parses the key file's JSON.
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: KeyFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if file.keys.is_empty() {
             return Err("no keys".into());
         }
-        let mut keys = Vec::new();
+        let mut keys: Vec<(u32, KeyPair)> = Vec::new();
         for entry in file.keys {
+            if keys.iter().any(|(id, _)| *id == entry.key_id) {
+                return Err(format!("key id {} appears twice", entry.key_id));
+            }
             let der = decode_lenient(&entry.private_key).map_err(|e| e.to_string())?;
             let pair = KeyPair::from_pkcs8(&der).map_err(|e| e.to_string())?;
             keys.push((entry.key_id, pair));
@@ -117,6 +150,18 @@ mod tests {
         let blob = a.current().1.public_key().ecies_seal(b"tk");
         assert_eq!(b.open_transmission_key(Some(7), &blob).unwrap(), b"tk");
         assert!(ServerKeys::parse("{\"keys\":[]}").is_err());
+        let mut rotated = ServerKeys::parse(&a.to_file_json()).unwrap();
+        assert_eq!(rotated.rotate(), FIRST_KEY_ID + 1);
+        assert_eq!(rotated.key_ids(), vec![FIRST_KEY_ID, FIRST_KEY_ID + 1]);
+        assert_ne!(rotated.public_key_b64url(), a.public_key_b64url());
+        // A client still configured with the old key is served.
+        assert_eq!(rotated.open_transmission_key(Some(FIRST_KEY_ID), &blob).unwrap(), b"tk");
+        assert_eq!(rotated.open_transmission_key(Some(1), &blob).unwrap(), b"tk");
+        let entry: serde_json::Value = serde_json::from_str(&a.to_file_json()).unwrap();
+        let one = entry["keys"][0].clone();
+        let doubled = serde_json::json!({ "keys": [one.clone(), one] }).to_string();
+        let err = ServerKeys::parse(&doubled).unwrap_err();
+        assert!(err.contains("appears twice"), "{err}");
         assert!(ServerKeys::parse("garbage").is_err());
     }
 }

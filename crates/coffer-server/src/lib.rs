@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-pub use config::{ServerConfig, TlsSource};
+pub use config::{KeySource, ServerConfig, TlsSource};
 pub use error::ApiError;
 
 use crate::state::{AppState, Audit, Inner, now_ms};
@@ -131,6 +131,13 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response()
         })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{method} is not allowed here; see the API documentation for the method."),
+            )
+            .into_response()
+        })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
 }
@@ -146,8 +153,15 @@ pub async fn start(
             config.data_dir.display()
         ))
     })?;
-    let keys = keys::ServerKeys::load_or_create(&config.data_dir.join("server-key.json"))
-        .map_err(ServerError::Startup)?;
+    let keys = match &config.server_key {
+        config::KeySource::DataDir => {
+            keys::ServerKeys::load_or_create(&config.data_dir.join("server-key.json"))
+        }
+        config::KeySource::File(path) => keys::ServerKeys::load(path),
+        config::KeySource::Inline(json) => keys::ServerKeys::parse(json)
+            .map_err(|e| format!("the server key given inline (COFFER_SERVER_KEY) is invalid: {e}")),
+    }
+    .map_err(ServerError::Startup)?;
     let tls = tls::server_tls(&config).map_err(ServerError::Startup)?;
     let store = open_store(&config).await?;
     let link_secret = store
@@ -247,9 +261,11 @@ async fn serve(
     {
         tracing::warn!("some connections were still open after 30 s and were closed");
     }
+    let store = state.store.clone();
     drop(app);
     drop(state);
     let _ = tokio::time::timeout(Duration::from_secs(10), audit_task).await;
+    store.close().await;
     Ok(())
 }
 

@@ -35,7 +35,7 @@ pub fn download_url(state: &AppState, file_uid: &str) -> String {
 /// `GET /files/{uid}/{expires}/{signature}`: the raw encrypted bytes.
 pub async fn download(
     State(state): State<AppState>,
-    Path((uid, expires, sig)): Path<(String, i64, String)>,
+    Path((uid, expires, sig)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let invalid = || {
         ApiError::new(
@@ -43,6 +43,7 @@ pub async fn download(
             "This download link is invalid or has expired; fetch the record again for a new one.",
         )
     };
+    let expires: i64 = expires.parse().map_err(|_| invalid())?;
     if !ct_eq(
         signature(&state.link_secret, &uid, expires).as_bytes(),
         sig.as_bytes(),

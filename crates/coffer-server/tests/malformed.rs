@@ -344,7 +344,6 @@ async fn unknown_endpoints_and_paths_are_json_errors() {
 /// parameters) must get the protocol's JSON error too (checklist 6), not axum's bare
 /// plain-text or empty bodies.
 #[tokio::test]
-#[ignore = "server bug (lib.rs router, links.rs, owner routes): framework rejections are not JSON; see the test report"]
 async fn framework_rejections_are_json_errors() {
     let fx = fx();
     let http = fx.ep.http();

@@ -841,6 +841,10 @@ fn deletion_levels(tree: Vec<(String, Option<String>)>) -> Vec<Vec<String>> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     // ---- server settings -------------------------------------------------------------
 
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -538,4 +538,9 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
     /// Lists audit events, newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRow>>;
+
+    // ---- lifecycle -------------------------------------------------------------------------
+
+    /// Closes the connections (checkpointing where the backend does so); later calls fail.
+    async fn close(&self);
 }

@@ -1,5 +1,6 @@
 //! Command implementations.
 
+mod admin;
 mod dev;
 mod server;
 mod vault;
@@ -15,6 +16,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Vault(args) => {
             init_logging("warn");
             vault::run(args).await
+        }
+        Command::Admin(command) => {
+            init_logging("warn");
+            admin::run(command).await
         }
     }
 }

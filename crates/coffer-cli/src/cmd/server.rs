@@ -1,7 +1,7 @@
 //! `coffer server`.
 
 use anyhow::{Context, Result};
-use coffer_server::{RunningServer, ServerConfig, TlsSource};
+use coffer_server::{KeySource, RunningServer, ServerConfig, TlsSource};
 
 use super::init_logging;
 use crate::cli::ServerArgs;
@@ -18,6 +18,11 @@ pub fn config_from_args(args: &ServerArgs, data_dir: std::path::PathBuf) -> Serv
     config.database_url = args.database_url.clone();
     config.max_file_bytes = args.max_file_size;
     config.transaction_ttl = args.transaction_timeout;
+    if let Some(path) = &args.server_key_file {
+        config.server_key = KeySource::File(path.clone());
+    } else if let Some(json) = &args.server_key {
+        config.server_key = KeySource::Inline(json.clone());
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = TlsSource::Files {
             cert: cert.clone(),

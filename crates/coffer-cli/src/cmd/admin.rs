@@ -1,0 +1,38 @@
+//! `coffer admin …`: operator tools.
+
+use anyhow::{Context, Result, bail};
+use coffer_server::keys::ServerKeys;
+
+use crate::cli::AdminCommand;
+use crate::home::write_private;
+use crate::output;
+
+pub async fn run(command: AdminCommand) -> Result<()> {
+    match command {
+        AdminCommand::GenServerKey { output: path } => {
+            if path.exists() {
+                bail!("{} exists; refusing to overwrite a server key", path.display());
+            }
+            write_private(&path, ServerKeys::generate_json().as_bytes())?;
+            let keys = ServerKeys::load(&path).map_err(anyhow::Error::msg)?;
+            output::line(format!(
+                "Wrote {} (key id {}, public key {}).",
+                path.display(),
+                keys.current().0,
+                keys.public_key_b64url()
+            ))
+        }
+        AdminCommand::RotateServerKey { file } => {
+            let mut keys = ServerKeys::load(&file).map_err(anyhow::Error::msg)?;
+            let id = keys.rotate();
+            write_private(&file, keys.to_file_json().as_bytes())
+                .with_context(|| format!("cannot update {}", file.display()))?;
+            output::line(format!(
+                "Added key id {id} to {} (public key {}); key ids now {:?}. Restart the server.",
+                file.display(),
+                keys.public_key_b64url(),
+                keys.key_ids()
+            ))
+        }
+    }
+}
