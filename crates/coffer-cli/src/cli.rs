@@ -35,14 +35,18 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Write a new server key file (for instances that share one key: --server-key-file).
-    #[command(after_help = "Example:\n  coffer admin gen-server-key -o /etc/coffer/server-key.json")]
+    #[command(
+        after_help = "Example:\n  coffer admin gen-server-key -o /etc/coffer/server-key.json"
+    )]
     GenServerKey {
         /// Where to write it (mode 0600); refuses to overwrite.
         #[arg(short, long)]
         output: PathBuf,
     },
     /// Add a new key to a server key file; it becomes the published key, older ones keep working.
-    #[command(after_help = "Restart the server(s) afterwards. Clients configured with an older key keep working;\nnew client configs (`coffer vault client add`) carry the new key.")]
+    #[command(
+        after_help = "Restart the server(s) afterwards. Clients configured with an older key keep working;\nnew client configs (`coffer vault client add`) carry the new key."
+    )]
     RotateServerKey {
         /// The key file (e.g. DATA_DIR/server-key.json).
         file: PathBuf,
@@ -76,11 +80,20 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_SERVER_KEY_FILE")]
     pub server_key_file: Option<PathBuf>,
     /// The server key file's JSON itself (e.g. from a secret store).
-    #[arg(long, env = "COFFER_SERVER_KEY", hide_env_values = true, conflicts_with = "server_key_file")]
+    #[arg(
+        long,
+        env = "COFFER_SERVER_KEY",
+        hide_env_values = true,
+        conflicts_with = "server_key_file"
+    )]
     pub server_key: Option<String>,
     /// Database: sqlite://PATH. [default: SQLite in DATA_DIR/coffer.db]
     #[arg(long, env = "COFFER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Directory of encrypted file contents; several instances may share one (a network file
+    /// system). [default: DATA_DIR/files]
+    #[arg(long, env = "COFFER_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
     /// Largest encrypted file accepted, in bytes (suffixes K, M, G allowed).
     #[arg(long, env = "COFFER_MAX_FILE_SIZE", default_value = "100M", value_parser = parse_size)]
     pub max_file_size: u64,

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub tls: TlsSource,
     /// Server key source.
     pub server_key: KeySource,
+    /// Directory of encrypted file contents (may be shared by instances); none = `DATA_DIR/files`.
+    pub files_dir: Option<PathBuf>,
     /// `sqlite://PATH`; none = SQLite in the data dir.
     pub database_url: Option<String>,
     /// Largest accepted API request body.
@@ -69,6 +71,7 @@ impl ServerConfig {
             tls: TlsSource::SelfSigned,
             server_key: KeySource::DataDir,
             database_url: None,
+            files_dir: None,
             max_request_bytes: 8 * 1024 * 1024,
             max_file_bytes: 100 * 1024 * 1024,
             download_ttl: Duration::from_secs(15 * 60),

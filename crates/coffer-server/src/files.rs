@@ -1,7 +1,10 @@
-//! Encrypted file contents on local disk: `FILES/objects/xx/<uid>`.
+//! Encrypted file contents in a directory: `FILES/objects/xx/<uid>`.
 //!
-//! Uploads stream into `FILES/incoming/` (never buffered whole in memory), are fsynced, and
-//! are renamed into place only when complete and of the announced size.
+//! Uploads stream into `FILES/incoming/<instance>/` (never buffered whole in memory), are
+//! fsynced, and are renamed into place only when complete and of the announced size. The
+//! directory may be shared by several server instances (a network file system mounted on each):
+//! every instance has its own incoming directory, objects are written once under a unique name
+//! and never modified, and a rename within one file system is atomic.
 
 use std::path::{Path, PathBuf};
 
@@ -45,20 +48,43 @@ pub struct Incoming {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
+    incoming: PathBuf,
 }
 
+/// Incoming directories of other instances untouched for this long are leftovers of a crash.
+const STALE_INCOMING: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl FileStore {
-    /// Opens (creating) the store under `root`, removing leftovers of interrupted uploads.
+    /// Opens (creating) the store under `root` with an incoming directory of this instance's
+    /// own, and removes incoming directories left behind by instances that died a day ago.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("objects"))?;
-        let incoming = root.join("incoming");
-        if incoming.exists() {
-            std::fs::remove_dir_all(&incoming)?;
+        let incoming_root = root.join("incoming");
+        std::fs::create_dir_all(&incoming_root)?;
+        for entry in std::fs::read_dir(&incoming_root)?.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_INCOMING);
+            if stale {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
+        let incoming = incoming_root.join(coffer_crypto::encode_url(
+            &coffer_crypto::random_bytes::<12>(),
+        ));
         std::fs::create_dir_all(&incoming)?;
         Ok(Self {
             root: root.to_path_buf(),
+            incoming,
         })
+    }
+
+    /// Removes this instance's incoming directory (at shutdown).
+    pub fn close(&self) {
+        let _ = std::fs::remove_dir_all(&self.incoming);
     }
 
     fn object_path(&self, uid: &str) -> PathBuf {
@@ -78,7 +104,7 @@ impl FileStore {
         E: std::fmt::Display,
     {
         let name = coffer_crypto::encode_url(&coffer_crypto::random_bytes::<16>());
-        let path = self.root.join("incoming").join(name);
+        let path = self.incoming.join(name);
         let result = async {
             let mut file = tokio::fs::File::create(&path).await?;
             let mut size: u64 = 0;

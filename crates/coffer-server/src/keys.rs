@@ -46,7 +46,8 @@ impl ServerKeys {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read server key file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("server key file {} is invalid: {e}", path.display()))
+        Self::parse(&text)
+            .map_err(|e| format!("server key file {} is invalid: {e}", path.display()))
     }
 
     /// A new key file's JSON with one fresh key (`coffer admin gen-server-key`).
@@ -60,7 +61,13 @@ impl ServerKeys {
     /// Adds a fresh key with the next key id; it becomes the published key, and the older
     /// ones still open requests of clients configured with them. Returns the new id.
     pub fn rotate(&mut self) -> u32 {
-        let next = self.keys.iter().map(|(id, _)| *id).max().unwrap_or(FIRST_KEY_ID - 1) + 1;
+        let next = self
+            .keys
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(FIRST_KEY_ID - 1)
+            + 1;
         self.keys.push((next, KeyPair::generate()));
         next
     }
@@ -155,8 +162,16 @@ mod tests {
         assert_eq!(rotated.key_ids(), vec![FIRST_KEY_ID, FIRST_KEY_ID + 1]);
         assert_ne!(rotated.public_key_b64url(), a.public_key_b64url());
         // A client still configured with the old key is served.
-        assert_eq!(rotated.open_transmission_key(Some(FIRST_KEY_ID), &blob).unwrap(), b"tk");
-        assert_eq!(rotated.open_transmission_key(Some(1), &blob).unwrap(), b"tk");
+        assert_eq!(
+            rotated
+                .open_transmission_key(Some(FIRST_KEY_ID), &blob)
+                .unwrap(),
+            b"tk"
+        );
+        assert_eq!(
+            rotated.open_transmission_key(Some(1), &blob).unwrap(),
+            b"tk"
+        );
         let entry: serde_json::Value = serde_json::from_str(&a.to_file_json()).unwrap();
         let one = entry["keys"][0].clone();
         let doubled = serde_json::json!({ "keys": [one.clone(), one] }).to_string();

@@ -158,8 +158,9 @@ pub async fn start(
             keys::ServerKeys::load_or_create(&config.data_dir.join("server-key.json"))
         }
         config::KeySource::File(path) => keys::ServerKeys::load(path),
-        config::KeySource::Inline(json) => keys::ServerKeys::parse(json)
-            .map_err(|e| format!("the server key given inline (COFFER_SERVER_KEY) is invalid: {e}")),
+        config::KeySource::Inline(json) => keys::ServerKeys::parse(json).map_err(|e| {
+            format!("the server key given inline (COFFER_SERVER_KEY) is invalid: {e}")
+        }),
     }
     .map_err(ServerError::Startup)?;
     let tls = tls::server_tls(&config).map_err(ServerError::Startup)?;
@@ -168,7 +169,11 @@ pub async fn start(
         .setting_init("link_secret", &coffer_crypto::random_bytes::<32>())
         .await
         .map_err(|e| ServerError::Startup(format!("database: {e}")))?;
-    let files = files::FileStore::open(&config.data_dir.join("files"))
+    let files_dir = config
+        .files_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("files"));
+    let files = files::FileStore::open(&files_dir)
         .map_err(|e| ServerError::Startup(format!("file store: {e}")))?;
     let (audit, audit_task) = Audit::start(store.clone());
     let listener = match listener {
@@ -262,10 +267,12 @@ async fn serve(
         tracing::warn!("some connections were still open after 30 s and were closed");
     }
     let store = state.store.clone();
+    let files = state.files.clone();
     drop(app);
     drop(state);
     let _ = tokio::time::timeout(Duration::from_secs(10), audit_task).await;
     store.close().await;
+    files.close();
     Ok(())
 }
 

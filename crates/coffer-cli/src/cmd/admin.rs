@@ -11,7 +11,10 @@ pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::GenServerKey { output: path } => {
             if path.exists() {
-                bail!("{} exists; refusing to overwrite a server key", path.display());
+                bail!(
+                    "{} exists; refusing to overwrite a server key",
+                    path.display()
+                );
             }
             write_private(&path, ServerKeys::generate_json().as_bytes())?;
             let keys = ServerKeys::load(&path).map_err(anyhow::Error::msg)?;

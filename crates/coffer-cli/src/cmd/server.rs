@@ -16,6 +16,7 @@ pub fn config_from_args(args: &ServerArgs, data_dir: std::path::PathBuf) -> Serv
         .clone()
         .unwrap_or_else(|| args.listen.to_string());
     config.database_url = args.database_url.clone();
+    config.files_dir = args.files_dir.clone();
     config.max_file_bytes = args.max_file_size;
     config.transaction_ttl = args.transaction_timeout;
     if let Some(path) = &args.server_key_file {

@@ -269,9 +269,8 @@ pub async fn list_audit(
     owner: Owner,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEvent>>> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::bad_request(format!("Invalid audit query: {}", e.body_text()))
-    })?;
+    let Query(query) = query
+        .map_err(|e| ApiError::bad_request(format!("Invalid audit query: {}", e.body_text())))?;
     let filter = AuditFilter {
         owner_uid: Some(owner.uid.clone()),
         actor: query.actor,
