@@ -54,6 +54,43 @@ def owner(coffer_server):
     return {"uid": uid, "email": OWNER_EMAIL, "setup_code": code}
 
 
+@pytest.fixture(scope="session")
+def start_extra_server(coffer_server, tmp_path_factory):
+    """Factory for further servers: `start_extra_server(*flags)` starts `coffer server FLAGS...`
+    with its own data dir, port and CLI home, registers its first owner and returns it.
+
+    They serve the session server's certificate (`--tls-cert`/`--tls-key`; it names 127.0.0.1,
+    not a port), so the one REQUESTS_CA_BUNDLE of the session trusts all of them: several
+    self-signed certificates with the same subject in one bundle do not verify with OpenSSL.
+    Extra servers are stopped at the end of the session.
+    """
+    started = []
+    tls = coffer_server.cert_path.parent
+
+    def start(*flags: str) -> CofferServer:
+        server = CofferServer(
+            tmp_path_factory.mktemp("coffer-extra"),
+            ("--tls-cert", str(tls / "cert.pem"), "--tls-key", str(tls / "key.pem"), *flags),
+        )
+        server.cert_path = coffer_server.cert_path
+        started.append(server)
+        server.start()
+        server.register_owner()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def limited_server(start_extra_server):
+    """A server with short transactions and a small upload limit (write-path limits)."""
+    return start_extra_server("--transaction-timeout", "3s", "--max-file-size", "64K")
+
+
 @pytest.fixture(autouse=True)
 def _per_test_deadline():
     with deadline(TEST_DEADLINE_SECONDS, "test"):

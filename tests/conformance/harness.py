@@ -105,8 +105,10 @@ def deadline(seconds: int, what: str) -> Iterator[None]:
 class CofferServer:
     """A `coffer server` child process with its own data dir, plus an isolated CLI home."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = ()):
         self.workdir = workdir
+        # Further `coffer server` flags, e.g. ("--transaction-timeout", "3s").
+        self.extra_args = tuple(extra_args)
         self.binary = coffer_bin()
         self.data_dir = workdir / "data"
         self.home = workdir / "home"
@@ -121,14 +123,19 @@ class CofferServer:
 
     # -- process lifecycle -------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, expect_setup_code: bool = True) -> None:
+        """Start the server and wait until it serves.
+
+        `expect_setup_code=False` is for a restart on a data dir whose first owner already
+        registered (the setup-code file is gone then); the log is appended to, not replaced.
+        """
         if not self.binary.is_file():
             pytest.fail(
                 f"coffer binary not found at {self.binary}; build it with "
                 "`cargo build --bin coffer` or point COFFER_BIN at it",
                 pytrace=False,
             )
-        self._log_file = open(self.log_path, "wb")
+        self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
                 str(self.binary),
@@ -139,6 +146,7 @@ class CofferServer:
                 self.host,
                 "--public-host",
                 self.host,
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
@@ -157,16 +165,13 @@ class CofferServer:
                 )
             if (
                 self.cert_path.is_file()
-                and self.setup_code_path.is_file()
+                and (self.setup_code_path.is_file() or not expect_setup_code)
                 and port_accepts(self.port)
             ):
                 return
             if time.monotonic() - started > SERVER_START_TIMEOUT:
-                missing = [
-                    str(p)
-                    for p in (self.cert_path, self.setup_code_path)
-                    if not p.is_file()
-                ]
+                expected = [self.cert_path] + ([self.setup_code_path] if expect_setup_code else [])
+                missing = [str(p) for p in expected if not p.is_file()]
                 self.stop()
                 pytest.fail(
                     f"coffer server not ready after {SERVER_START_TIMEOUT:.0f} s "
@@ -189,6 +194,26 @@ class CofferServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    def kill(self) -> None:
+        """SIGKILL the server: no graceful shutdown, as in a crash of the process (the kernel
+        keeps what was written, so this does not simulate a power cut)."""
+        proc = self.process
+        assert proc is not None and proc.poll() is None, "kill(): the server is not running"
+        proc.kill()
+        proc.wait()
+        self.process = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def register_owner(self, email: str = OWNER_EMAIL) -> str:
+        """Register the first owner with the setup code of a fresh data dir; returns its uid."""
+        code = self.setup_code_path.read_text().strip()
+        assert code, "setup-code file is empty"
+        return self.cli_uid(
+            "vault", "register", "--server", self.url, "--email", email, "--setup-code", code
+        )
 
     # -- owner CLI ---------------------------------------------------------------------
 
