@@ -6,9 +6,11 @@ Everything here drives a real `coffer` binary: one server process per test sessi
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -102,6 +104,32 @@ def deadline(seconds: int, what: str) -> Iterator[None]:
             signal.alarm(max(left, 1))
 
 
+def server_env() -> dict:
+    """The environment for a server child: no COFFER_* settings leak in from the shell."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COFFER_") or key == "COFFER_LOG"
+    }
+
+
+_created_databases: list = []
+
+
+def _drop_databases() -> None:
+    admin = os.environ.get("COFFER_TEST_POSTGRES_URL", "")
+    for name in _created_databases:
+        subprocess.run(
+            ["psql", admin, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+
+
+atexit.register(_drop_databases)
+
+
 class CofferServer:
     """A `coffer server` child process with its own data dir, plus an isolated CLI home."""
 
@@ -136,6 +164,9 @@ class CofferServer:
                 pytrace=False,
             )
         self._log_file = open(self.log_path, "ab")
+        database_args = []
+        if os.environ.get("COFFER_TEST_POSTGRES_URL"):
+            database_args = ["--database-url", self.postgres_database()]
         self.process = subprocess.Popen(
             [
                 str(self.binary),
@@ -146,12 +177,14 @@ class CofferServer:
                 self.host,
                 "--public-host",
                 self.host,
+                *database_args,
                 *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             cwd=str(self.workdir),
+            env=server_env(),
         )
         started = time.monotonic()
         while True:
@@ -214,6 +247,30 @@ class CofferServer:
         return self.cli_uid(
             "vault", "register", "--server", self.url, "--email", email, "--setup-code", code
         )
+
+    def postgres_database(self) -> str:
+        """A fresh PostgreSQL database for this server (kept across restarts, dropped at exit).
+
+        COFFER_TEST_POSTGRES_URL names an existing database to connect to for CREATE DATABASE
+        (e.g. postgres://postgres@127.0.0.1:5432/test).
+        """
+        if getattr(self, "_database_url", None):
+            return self._database_url
+        admin = os.environ["COFFER_TEST_POSTGRES_URL"]
+        name = f"coffer_conformance_{os.getpid()}_{secrets.token_hex(4)}"
+        done = subprocess.run(
+            ["psql", admin, "-q", "-c", f'CREATE DATABASE "{name}"'],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"cannot create a PostgreSQL database: {done.stderr}", pytrace=False)
+        _created_databases.append(name)
+        base, _, _ = admin.rpartition("/")
+        self._database_url = f"{base}/{name}"
+        return self._database_url
 
     # -- owner CLI ---------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ pub enum Command {
     Server(ServerArgs),
     /// Owner tools: accounts, folders, records, files, applications, client tokens.
     Vault(VaultArgs),
-    /// Operator tools: server keys.
+    /// Operator tools: server keys, moving to another database.
     #[command(subcommand)]
     Admin(AdminCommand),
 }
@@ -50,6 +50,22 @@ pub enum AdminCommand {
     RotateServerKey {
         /// The key file (e.g. DATA_DIR/server-key.json).
         file: PathBuf,
+    },
+    /// Copy a whole database into a new, empty one (e.g. SQLite to PostgreSQL) and verify it.
+    #[command(
+        after_help = "Stop the server first: changes made after the copy started are not moved.\nNothing is decrypted: every key and secret is copied as the ciphertext it is. Sessions and\nunfinished uploads are left behind (owners log in again). Attachment contents are files, not\nrows: copy DATA_DIR/files to the new --files-dir (or point --files-dir at the same directory).\n\nExample:\n  coffer admin migrate --from sqlite:///var/lib/coffer/coffer.db --to postgres://coffer@db.example.com/coffer"
+    )]
+    Migrate {
+        /// Database to copy: sqlite://PATH (the file must exist) or postgres://USER@HOST/DB.
+        #[arg(long, env = "COFFER_MIGRATE_FROM", hide_env_values = true)]
+        from: String,
+        /// Empty database to copy into: sqlite://PATH or postgres://USER@HOST/DB (the schema
+        /// is created).
+        #[arg(long, env = "COFFER_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+        /// Print one JSON object on stdout instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -87,9 +103,14 @@ pub struct ServerArgs {
         conflicts_with = "server_key_file"
     )]
     pub server_key: Option<String>,
-    /// Database: sqlite://PATH. [default: SQLite in DATA_DIR/coffer.db]
+    /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (several instances
+    /// may share a PostgreSQL database). [default: SQLite in DATA_DIR/coffer.db]
     #[arg(long, env = "COFFER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Most connections to PostgreSQL this instance opens (every instance counts against the
+    /// server's max_connections); unused with SQLite.
+    #[arg(long, env = "COFFER_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_max_connections: u32,
     /// Directory of encrypted file contents; several instances may share one (a network file
     /// system). [default: DATA_DIR/files]
     #[arg(long, env = "COFFER_FILES_DIR")]
@@ -100,10 +121,29 @@ pub struct ServerArgs {
     /// Open `general`/`rotation` transactions are rolled back after this (e.g. 30m, 1h).
     #[arg(long, env = "COFFER_TRANSACTION_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
     pub transaction_timeout: std::time::Duration,
+    /// KSM requests allowed per client and endpoint, as N/WINDOW (e.g. 200/10s), or `off`.
+    /// Past it, clients get `403 throttled` with `retry_after` and the SDKs back off.
+    #[arg(long, env = "COFFER_RATE_LIMIT", default_value = "off", value_parser = parse_rate)]
+    pub rate_limit: RateSetting,
+    /// Owner login attempts allowed per email, as N/WINDOW, or `off`.
+    #[arg(long, env = "COFFER_LOGIN_RATE_LIMIT", default_value = "off", value_parser = parse_rate)]
+    pub login_rate_limit: RateSetting,
     /// Development mode: throwaway data, a demo owner, folder, records, app and a ready
     /// one-time token and config, printed at start.
     #[arg(long)]
     pub dev: bool,
+}
+
+/// A rate limit, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+pub struct RateSetting(pub Option<coffer_server::throttle::RateLimit>);
+
+/// Parses a rate limit (`N/WINDOW`) or `off`.
+pub fn parse_rate(text: &str) -> Result<RateSetting, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(RateSetting(None));
+    }
+    coffer_server::throttle::RateLimit::parse(text).map(|r| RateSetting(Some(r)))
 }
 
 /// Parses `100M`, `5K`, `1G` or a plain byte count.

@@ -45,8 +45,10 @@ pub struct ServerConfig {
     pub server_key: KeySource,
     /// Directory of encrypted file contents (may be shared by instances); none = `DATA_DIR/files`.
     pub files_dir: Option<PathBuf>,
-    /// `sqlite://PATH`; none = SQLite in the data dir.
+    /// `sqlite://PATH` or `postgres://…`; none = SQLite in the data dir.
     pub database_url: Option<String>,
+    /// Most connections of the PostgreSQL pool (per instance); unused with SQLite.
+    pub db_max_connections: u32,
     /// Largest accepted API request body.
     pub max_request_bytes: usize,
     /// Largest accepted encrypted file.
@@ -59,6 +61,10 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// How long a `general`/`rotation` transaction may stay open before it is rolled back.
     pub transaction_ttl: Duration,
+    /// KSM requests per client and endpoint; none = unlimited.
+    pub client_rate_limit: Option<crate::throttle::RateLimit>,
+    /// Owner login attempts per email; none = unlimited.
+    pub login_rate_limit: Option<crate::throttle::RateLimit>,
 }
 
 impl ServerConfig {
@@ -71,6 +77,7 @@ impl ServerConfig {
             tls: TlsSource::SelfSigned,
             server_key: KeySource::DataDir,
             database_url: None,
+            db_max_connections: 10,
             files_dir: None,
             max_request_bytes: 8 * 1024 * 1024,
             max_file_bytes: 100 * 1024 * 1024,
@@ -78,6 +85,8 @@ impl ServerConfig {
             upload_ttl: Duration::from_secs(15 * 60),
             session_ttl: Duration::from_secs(12 * 3600),
             transaction_ttl: Duration::from_secs(3600),
+            client_rate_limit: None,
+            login_rate_limit: None,
         }
     }
 

@@ -15,6 +15,7 @@ mod links;
 mod owner;
 mod setup;
 mod state;
+pub mod throttle;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -83,7 +84,9 @@ impl RunningServer {
     }
 }
 
-/// Opens the database named by the configuration.
+/// Opens the database named by the configuration: SQLite for `sqlite://PATH` (or none: SQLite in
+/// the data dir), PostgreSQL for `postgres://` and `postgresql://` URLs (a pool of at most
+/// `db_max_connections` connections).
 pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
     let path = match config.database_url.as_deref() {
         None => config.data_dir.join("coffer.db"),
@@ -91,14 +94,20 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
             if let Some(path) = url.strip_prefix("sqlite://") {
                 std::path::PathBuf::from(path)
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                return Err(ServerError::Startup(
-                    "PostgreSQL is not supported by this build of Coffer yet; use sqlite://PATH \
-                     or leave --database-url unset."
-                        .into(),
-                ));
+                let options = coffer_store_postgres::PoolOptions {
+                    max_connections: config.db_max_connections,
+                    ..coffer_store_postgres::PoolOptions::default()
+                };
+                // The error never repeats the URL, which may hold a password.
+                let store = coffer_store_postgres::PostgresStore::connect(url, options)
+                    .await
+                    .map_err(|e| {
+                        ServerError::Startup(format!("cannot open the PostgreSQL database: {e}"))
+                    })?;
+                return Ok(Arc::new(store));
             } else {
                 return Err(ServerError::Startup(format!(
-                    "Unsupported database URL {:?}: use sqlite://PATH.",
+                    "Unsupported database URL {:?}: use sqlite://PATH or postgres://….",
                     url.split("://").next().unwrap_or(url)
                 )));
             }

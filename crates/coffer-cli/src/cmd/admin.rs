@@ -37,5 +37,6 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                 keys.key_ids()
             ))
         }
+        AdminCommand::Migrate { from, to, json } => super::migrate::run(&from, &to, json).await,
     }
 }

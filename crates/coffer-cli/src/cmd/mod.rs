@@ -2,6 +2,7 @@
 
 mod admin;
 mod dev;
+mod migrate;
 mod server;
 mod vault;
 

@@ -16,9 +16,12 @@ pub fn config_from_args(args: &ServerArgs, data_dir: std::path::PathBuf) -> Serv
         .clone()
         .unwrap_or_else(|| args.listen.to_string());
     config.database_url = args.database_url.clone();
+    config.db_max_connections = args.db_max_connections;
     config.files_dir = args.files_dir.clone();
     config.max_file_bytes = args.max_file_size;
     config.transaction_ttl = args.transaction_timeout;
+    config.client_rate_limit = args.rate_limit.0;
+    config.login_rate_limit = args.login_rate_limit.0;
     if let Some(path) = &args.server_key_file {
         config.server_key = KeySource::File(path.clone());
     } else if let Some(json) = &args.server_key {
@@ -65,9 +68,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             "(also in {}). Register the first owner with:",
             data_dir.join("setup-code").display()
         );
+        let trust = match (&args.tls_cert, &args.tls_key) {
+            (Some(_), Some(_)) => String::new(),
+            _ => format!(
+                " --ca-cert {}",
+                data_dir.join("tls").join("cert.pem").display()
+            ),
+        };
         eprintln!(
-            "  coffer vault register --server {public} --email YOU@EXAMPLE.COM --setup-code {code} --ca-cert {}",
-            data_dir.join("tls").join("cert.pem").display()
+            "  coffer vault register --server {public} --email YOU@EXAMPLE.COM --setup-code {code}{trust}"
         );
     }
     serve_until_signal(server).await

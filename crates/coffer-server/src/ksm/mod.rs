@@ -76,6 +76,12 @@ pub async fn handle(
         Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
+    let throttle_key = format!("ksm:{}:{endpoint}", caller.device.client_id);
+    if let Err(err) =
+        crate::throttle::check(&state, state.config.client_rate_limit, &throttle_key).await
+    {
+        return err.into_response();
+    }
     let result = dispatch(&state, &endpoint, &caller).await;
     match result {
         Ok(reply) => {

@@ -211,6 +211,12 @@ pub async fn login(
 ) -> ApiResult<Json<LoginResponse>> {
     let email = normalise_email(&req.email)?;
     let auth_key = ciphertext("auth_key", &req.auth_key, 32, 64)?;
+    crate::throttle::check(
+        &state,
+        state.config.login_rate_limit,
+        &format!("login:{email}"),
+    )
+    .await?;
     let wrong = || ApiError::new(ErrorCode::Unauthorized, "Wrong email or master password.");
     let owner = match state.store.owner_by_email(&email).await {
         Ok(owner) => owner,
