@@ -13,6 +13,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python environment (official SDK from PyPI)"
 scripts/python-venv.sh
 
+step "PostgreSQL (127.0.0.1:5432, database test)"
+export COFFER_TEST_POSTGRES_URL="${COFFER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    echo "PostgreSQL is not answering; trying to start the local cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432
+
 step "Formatting"
 cargo fmt --all -- --check
 
@@ -30,7 +39,10 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
-step "Official Python SDK conformance suite"
+step "Official Python SDK conformance suite on SQLite"
+COFFER_TEST_POSTGRES_URL= COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
+
+step "Official Python SDK conformance suite on PostgreSQL (and several instances)"
 COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
 
 step "All tests passed"
