@@ -38,22 +38,35 @@
 //! # Durability
 //!
 //! A method returns only after its `COMMIT` has returned. With PostgreSQL's default
-//! `synchronous_commit = on`, which this crate never changes, the commit is flushed to the WAL on
-//! disk by then.
+//! `synchronous_commit = on`, the commit is flushed to the WAL on disk by then. The one exception
+//! is [`Store::count_request`]: request counters need not survive a crash, so its transaction
+//! sets `synchronous_commit = off` for itself (`SET LOCAL`) and does not wait for the flush.
+//!
+//! # Rate counters
+//!
+//! `rate_counters` holds one row per key and window (`INSERT … ON CONFLICT DO UPDATE`, exact
+//! under concurrency and across instances). When a key starts a new window its older windows are
+//! deleted; every [`RATE_SWEEP_EVERY`]th call of an instance also deletes (without waiting for
+//! locked rows) windows that started more than [`RATE_RETENTION_MS`] before the one being
+//! counted, i.e. the rows of keys nobody counts any more. Windows of other keys that are merely
+//! older than the current one are kept: they may be the running window of a longer limit.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_store::{
     AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow, Millis,
     NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
-    ShareRow, Store, StoreError, StoreResult, TransactionRow, UploadRow,
+    ShareRow, Snapshot, Store, StoreError, StoreResult, TransactionRow, UploadRow,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::query_builder::Separated;
 use sqlx::{Connection, Postgres, QueryBuilder, Row, Transaction};
 
 /// The embedded schema migrations.
@@ -76,6 +89,16 @@ const AUDIT_DEFAULT_LIMIT: u32 = 100;
 const AUDIT_MAX_LIMIT: u32 = 1000;
 /// Actor of the history entries written by [`Store::expire_transactions`].
 const EXPIRY_ACTOR: &str = "system:expiry";
+/// Rows per multi-row `INSERT` of [`Store::import`] (at most 12 columns: far below PostgreSQL's
+/// limit of 65535 bound parameters).
+const IMPORT_BATCH: usize = 200;
+/// Rate counter windows that started this long before the window being counted are deleted by
+/// the sweep; limits with windows up to this long are counted exactly.
+pub const RATE_RETENTION_MS: Millis = 60 * 60 * 1000;
+/// Every this many [`Store::count_request`] calls an instance sweeps old counter windows.
+pub const RATE_SWEEP_EVERY: u64 = 100;
+/// Most rows one sweep deletes (a call inserts at most one, so sweeps keep up easily).
+const RATE_SWEEP_ROWS: i64 = 1000;
 
 /// Column lists per table, as literals so that `concat!` can build `&'static str` statements.
 macro_rules! cols {
@@ -158,6 +181,8 @@ impl PoolOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// `count_request` calls so far, to sweep old counter windows every so often.
+    counted: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -188,7 +213,10 @@ impl PostgresStore {
             max_connections = options.max_connections,
             "postgres store connected"
         );
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            counted: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Closes every connection (waiting for running statements). Later calls fail.
@@ -1193,6 +1221,394 @@ async fn delete_folder_tree_in(conn: &mut PgConnection, uid: &str) -> Result<Rem
     })
 }
 
+// ---- rate counters -------------------------------------------------------------------------
+
+async fn count_request_in(
+    conn: &mut PgConnection,
+    key: &str,
+    window_start: Millis,
+    sweep: bool,
+) -> Result<u64, TxError> {
+    let op = "count_request";
+    // Only for this transaction: the counter may be lost in a crash, and the request does not
+    // wait for a WAL flush.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *conn)
+        .await
+        .map_err(sql(op))?;
+    // A concurrent first insert of the same window makes this wait and then update the row it
+    // committed, so every caller gets its own count.
+    let count: i64 = sqlx::query_scalar(
+        "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) \
+         ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1 \
+         RETURNING count",
+    )
+    .bind(key)
+    .bind(window_start)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql(op))?;
+    if count == 1 {
+        // This key starts a new window: its earlier ones are over.
+        sqlx::query("DELETE FROM rate_counters WHERE key = $1 AND window_start < $2")
+            .bind(key)
+            .bind(window_start)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql(op))?;
+    }
+    if sweep {
+        // Keys nobody has counted for a long time. Rows another transaction holds are skipped
+        // (the next sweep gets them), so the sweep never waits and never deadlocks.
+        sqlx::query(
+            "DELETE FROM rate_counters r USING ( \
+                 SELECT key, window_start FROM rate_counters WHERE window_start < $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED \
+             ) old \
+             WHERE r.key = old.key AND r.window_start = old.window_start",
+        )
+        .bind(window_start.saturating_sub(RATE_RETENTION_MS))
+        .bind(RATE_SWEEP_ROWS)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql(op))?;
+    }
+    u64::try_from(count).map_err(|e| TxError::Store(backend(op, &e)))
+}
+
+// ---- whole-vault copy ----------------------------------------------------------------------
+
+/// The body of [`Store::export`], inside one `REPEATABLE READ` read-only transaction: every
+/// statement reads the same snapshot. Orders: settings by key, folders parents first
+/// ([`preorder`]), history by (record, revision), open transactions by record, shares by (app,
+/// target), audit by id, everything else by creation time and key (text byte-wise, as in
+/// SQLite, so both backends export a vault identically).
+async fn export_in(conn: &mut PgConnection) -> StoreResult<Snapshot> {
+    let op = "export";
+    let settings: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err(op))?;
+    let owners = sqlx::query(concat!(
+        "SELECT ",
+        cols!(owners),
+        " FROM owners ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let folders = sqlx::query(concat!("SELECT ", cols!(folders), " FROM folders"))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err(op))?;
+    let records = sqlx::query(concat!(
+        "SELECT ",
+        cols!(records),
+        " FROM records ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let history = sqlx::query(
+        "SELECT record_uid, revision, data, actor, at FROM record_history \
+         ORDER BY record_uid, revision",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let transactions = sqlx::query(concat!(
+        "SELECT ",
+        cols!(record_transactions),
+        " FROM record_transactions ORDER BY record_uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let files = sqlx::query(concat!(
+        "SELECT ",
+        cols!(files),
+        " FROM files ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let apps = sqlx::query(concat!(
+        "SELECT ",
+        cols!(apps),
+        " FROM apps ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let shares = sqlx::query(concat!(
+        "SELECT ",
+        cols!(shares),
+        " FROM shares ORDER BY app_uid, target_uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let devices = sqlx::query(concat!(
+        "SELECT ",
+        cols!(devices),
+        " FROM devices ORDER BY created_at, client_id"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let audit = sqlx::query(concat!(
+        "SELECT ",
+        cols!(audit_events),
+        " FROM audit_events ORDER BY id"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    Ok(Snapshot {
+        settings,
+        owners: decode_all(op, &owners, owner_from)?,
+        folders: preorder(decode_all(op, &folders, folder_from)?),
+        records: decode_all(op, &records, record_from)?,
+        history: history
+            .iter()
+            .map(|row| Ok((row.try_get("record_uid")?, history_from(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err(op))?,
+        transactions: decode_all(op, &transactions, transaction_from)?,
+        files: decode_all(op, &files, file_from)?,
+        apps: decode_all(op, &apps, app_from)?,
+        shares: shares.iter().map(share_from).collect::<StoreResult<_>>()?,
+        devices: decode_all(op, &devices, device_from)?,
+        audit: decode_all(op, &audit, audit_from)?,
+    })
+}
+
+/// Inserts `rows` with multi-row `INSERT`s of [`IMPORT_BATCH`] rows: `head` is the statement up
+/// to the `VALUES`, `bind` pushes one row's values in column order.
+async fn insert_batches<'a, T>(
+    conn: &mut PgConnection,
+    head: &'static str,
+    rows: &'a [T],
+    bind: impl Fn(&mut Separated<'_, 'a, Postgres, &'static str>, &'a T),
+) -> Result<(), TxError> {
+    for chunk in rows.chunks(IMPORT_BATCH) {
+        let mut query = QueryBuilder::<Postgres>::new(head);
+        query.push(" ");
+        query.push_values(chunk, |mut values, row| bind(&mut values, row));
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("import"))?;
+    }
+    Ok(())
+}
+
+/// The body of [`Store::import`], in one transaction. It holds the owner lock
+/// ([`OWNER_LOCK_ID`]) from the emptiness check to the commit, so no owner can be created in
+/// between; parents are inserted before the rows that refer to them.
+async fn import_in(conn: &mut PgConnection, snapshot: &Snapshot) -> Result<(), TxError> {
+    let op = "import";
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(OWNER_LOCK_ID)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql(op))?;
+    let has_owner: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM owners)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql(op))?;
+    if has_owner {
+        return Err(StoreError::Precondition("not empty").into());
+    }
+    insert_batches(
+        conn,
+        "INSERT INTO settings (key, value)",
+        &snapshot.settings,
+        |v, (key, value)| {
+            v.push_bind(key).push_bind(value);
+        },
+    )
+    .await?;
+    // Stored as they come: the emails are lower-case already in a store's export.
+    insert_batches(
+        conn,
+        concat!("INSERT INTO owners (", cols!(owners), ")"),
+        &snapshot.owners,
+        |v, o| {
+            v.push_bind(&o.uid)
+                .push_bind(&o.email)
+                .push_bind(&o.kdf)
+                .push_bind(&o.auth_hash)
+                .push_bind(&o.encrypted_data_key)
+                .push_bind(&o.public_key)
+                .push_bind(&o.encrypted_private_key)
+                .push_bind(o.created_at);
+        },
+    )
+    .await?;
+    // Whatever order the snapshot has, parents go first (a batch boundary may fall between a
+    // parent and its child).
+    let folders = preorder(snapshot.folders.clone());
+    insert_batches(
+        conn,
+        concat!("INSERT INTO folders (", cols!(folders), ")"),
+        &folders,
+        |v, f| {
+            v.push_bind(&f.uid)
+                .push_bind(&f.owner_uid)
+                .push_bind(&f.parent_uid)
+                .push_bind(&f.root_uid)
+                .push_bind(&f.key)
+                .push_bind(&f.data)
+                .push_bind(f.created_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO records (", cols!(records), ")"),
+        &snapshot.records,
+        |v, r| {
+            v.push_bind(&r.uid)
+                .push_bind(&r.owner_uid)
+                .push_bind(&r.root_folder_uid)
+                .push_bind(&r.folder_uid)
+                .push_bind(&r.key)
+                .push_bind(&r.owner_key)
+                .push_bind(&r.data)
+                .push_bind(r.revision)
+                .push_bind(r.created_at)
+                .push_bind(r.updated_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        "INSERT INTO record_history (record_uid, revision, data, actor, at)",
+        &snapshot.history,
+        |v, (record_uid, h)| {
+            v.push_bind(record_uid)
+                .push_bind(h.revision)
+                .push_bind(&h.data)
+                .push_bind(&h.actor)
+                .push_bind(h.at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!(
+            "INSERT INTO record_transactions (",
+            cols!(record_transactions),
+            ")"
+        ),
+        &snapshot.transactions,
+        |v, t| {
+            v.push_bind(&t.record_uid)
+                .push_bind(&t.kind)
+                .push_bind(&t.previous_data)
+                .push_bind(t.previous_revision)
+                .push_bind(&t.remove_files)
+                .push_bind(&t.actor)
+                .push_bind(t.expires_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO files (", cols!(files), ")"),
+        &snapshot.files,
+        |v, f| {
+            v.push_bind(&f.uid)
+                .push_bind(&f.record_uid)
+                .push_bind(&f.key)
+                .push_bind(&f.owner_key)
+                .push_bind(&f.data)
+                .push_bind(f.size)
+                .push_bind(f.created_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO apps (", cols!(apps), ")"),
+        &snapshot.apps,
+        |v, a| {
+            v.push_bind(&a.uid)
+                .push_bind(&a.owner_uid)
+                .push_bind(&a.key)
+                .push_bind(&a.data)
+                .push_bind(a.created_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO shares (", cols!(shares), ")"),
+        &snapshot.shares,
+        |v, sh| {
+            v.push_bind(&sh.app_uid)
+                .push_bind(&sh.target_uid)
+                .push_bind(sh.kind.as_str())
+                .push_bind(&sh.key)
+                .push_bind(sh.editable);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO devices (", cols!(devices), ")"),
+        &snapshot.devices,
+        |v, d| {
+            v.push_bind(&d.client_id)
+                .push_bind(&d.app_uid)
+                .push_bind(&d.name)
+                .push_bind(&d.encrypted_app_key)
+                .push_bind(&d.public_key)
+                .push_bind(d.first_access_expires_at)
+                .push_bind(d.ip_lock)
+                .push_bind(d.bound_at)
+                .push_bind(&d.bound_ip)
+                .push_bind(d.created_at)
+                .push_bind(d.last_access_at);
+        },
+    )
+    .await?;
+    // The ids are kept (the identity column would otherwise refuse them), and the identity then
+    // continues after the largest, so events appended later sort after the imported ones.
+    insert_batches(
+        conn,
+        concat!(
+            "INSERT INTO audit_events (",
+            cols!(audit_events),
+            ") OVERRIDING SYSTEM VALUE"
+        ),
+        &snapshot.audit,
+        |v, a| {
+            v.push_bind(a.id)
+                .push_bind(&a.event.owner_uid)
+                .push_bind(a.event.at)
+                .push_bind(&a.event.actor)
+                .push_bind(&a.event.action)
+                .push_bind(&a.event.target)
+                .push_bind(&a.event.ip)
+                .push_bind(&a.event.detail);
+        },
+    )
+    .await?;
+    // setval is strict: with no event at all (max NULL) it changes nothing.
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('audit_events', 'id'), max(id)) \
+         FROM audit_events",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(sql(op))?;
+    Ok(())
+}
+
 // ---- the trait -----------------------------------------------------------------------------
 
 #[async_trait]
@@ -1898,6 +2314,40 @@ impl Store for PostgresStore {
             .await
             .map_err(map_err(op))?;
         decode_all(op, &rows, audit_from)
+    }
+
+    // ---- rate limiting -----------------------------------------------------------------------
+
+    async fn count_request(&self, key: &str, window_start: Millis) -> StoreResult<u64> {
+        let calls = self.counted.fetch_add(1, Ordering::Relaxed);
+        let sweep = calls % RATE_SWEEP_EVERY == RATE_SWEEP_EVERY - 1;
+        in_transaction!(self, "count_request", |conn| count_request_in(
+            conn,
+            key,
+            window_start,
+            sweep
+        ))
+    }
+
+    // ---- whole-vault copy --------------------------------------------------------------------
+
+    async fn export(&self) -> StoreResult<Snapshot> {
+        let op = "export";
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(map_err(op))?;
+        let result = export_in(&mut tx).await;
+        // Nothing was written: ending it either way is the same.
+        if let Err(e) = tx.rollback().await {
+            tracing::debug!(op, error = %e, "postgres rollback of a read transaction failed");
+        }
+        result
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        in_transaction!(self, "import", |conn| import_in(conn, snapshot))
     }
 
     // ---- lifecycle -------------------------------------------------------------------------

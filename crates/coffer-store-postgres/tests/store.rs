@@ -64,4 +64,7 @@ suite_tests!(
     folder_updates,
     folder_emptiness,
     folder_tree_deletion,
+    count_request,
+    export_import_round_trip,
+    import_refuses_a_non_empty_store,
 );

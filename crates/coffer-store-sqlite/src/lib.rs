@@ -15,16 +15,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_store::{
     AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow, Millis,
     NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
-    ShareRow, Store, StoreError, StoreResult, TransactionRow, UploadRow,
+    ShareRow, Snapshot, Store, StoreError, StoreResult, TransactionRow, UploadRow,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -46,6 +48,18 @@ const MIGRATION_ATTEMPTS: u32 = 5;
 const AUDIT_DEFAULT_LIMIT: u32 = 100;
 /// Largest `list_audit` page.
 const AUDIT_MAX_LIMIT: u32 = 1000;
+/// Rows per multi-row `INSERT` of [`Store::import`]: with at most 12 columns a statement stays
+/// far below SQLite's limit of bound parameters.
+const IMPORT_BATCH: usize = 200;
+/// Request counters whose window started this long before the window being counted are
+/// forgotten by the sweep; windows up to this long are counted exactly.
+const RATE_RETENTION_MS: Millis = 60 * 60 * 1000;
+/// The counter map is swept once it holds this many keys (and then at twice what the last sweep
+/// left, so that sweeping costs O(1) per call on average).
+const RATE_SWEEP_AT: usize = 1024;
+/// Past this many keys after the regular sweep (thousands of new keys within an hour, e.g.
+/// logins for random emails), a sweep keeps only the window being counted now.
+const RATE_MAX_KEYS: usize = 100_000;
 
 // Column lists, as macros so that `concat!` can build `&'static str` statements from them.
 macro_rules! owner_cols {
@@ -103,10 +117,78 @@ macro_rules! audit_cols {
     };
 }
 
-/// The SQLite store. Cheap to clone (it is a connection pool handle).
+/// The SQLite store. Cheap to clone (it is a connection pool handle); clones share the pool and
+/// the request counters.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    counters: Arc<Mutex<RateCounters>>,
+}
+
+/// The request counters of [`Store::count_request`], kept in the process (a SQLite file is used
+/// by one server process at a time, so there is nobody to share them with).
+///
+/// Only the newest window of each key is kept: a key's callers always use the same window
+/// length, so a newer window means the older one has ended. Keys that stop being counted are
+/// dropped by an occasional sweep once their window started more than [`RATE_RETENTION_MS`]
+/// before the window being counted; the sweep does not drop every window older than the current
+/// call's, because keys with a longer window (logins per minute) would then lose their count
+/// whenever a key with a shorter one (requests per ten seconds) starts a new window.
+#[derive(Debug)]
+struct RateCounters {
+    /// Key → (start of its newest window, requests counted in it).
+    windows: HashMap<String, (Millis, u64)>,
+    /// The map is swept when it reaches this many keys.
+    sweep_at: usize,
+}
+
+impl RateCounters {
+    fn new() -> Self {
+        RateCounters {
+            windows: HashMap::new(),
+            sweep_at: RATE_SWEEP_AT,
+        }
+    }
+
+    /// Counts one request; returns the count of the window, this request included.
+    fn count(&mut self, key: &str, window_start: Millis) -> u64 {
+        let count = match self.windows.get_mut(key) {
+            Some((start, count)) if *start == window_start => {
+                *count += 1;
+                *count
+            }
+            Some((start, count)) if *start > window_start => {
+                // A request for a window older than the key's newest (the clock went back): it
+                // is counted in the newer window rather than forgotten, so it never lowers a
+                // count.
+                *count += 1;
+                *count
+            }
+            Some(entry) => {
+                *entry = (window_start, 1);
+                1
+            }
+            None => {
+                self.windows.insert(key.to_owned(), (window_start, 1));
+                1
+            }
+        };
+        if self.windows.len() >= self.sweep_at {
+            self.sweep(window_start);
+        }
+        count
+    }
+
+    /// Drops keys whose newest window started long before `window_start`; if that leaves too
+    /// many, every key not counted in `window_start` itself.
+    fn sweep(&mut self, window_start: Millis) {
+        let horizon = window_start.saturating_sub(RATE_RETENTION_MS);
+        self.windows.retain(|_, (start, _)| *start >= horizon);
+        if self.windows.len() > RATE_MAX_KEYS {
+            self.windows.retain(|_, (start, _)| *start >= window_start);
+        }
+        self.sweep_at = RATE_SWEEP_AT.max(self.windows.len().saturating_mul(2));
+    }
 }
 
 impl SqliteStore {
@@ -124,7 +206,10 @@ impl SqliteStore {
         let pool = connect(options).await?;
         migrate(&pool).await?;
         tracing::debug!(path = %path.display(), "sqlite store open");
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            counters: Arc::new(Mutex::new(RateCounters::new())),
+        })
     }
 
     /// Closes every connection (waiting for running statements). Later calls fail.
@@ -837,6 +922,328 @@ fn deletion_levels(tree: Vec<(String, Option<String>)>) -> Vec<Vec<String>> {
         remaining = rest;
     }
     levels
+}
+
+// ---- whole-vault copy ----------------------------------------------------------------------
+
+/// The body of [`Store::export`], inside one read transaction: every statement reads the same
+/// snapshot of the file. Orders: settings by key, folders parents first ([`preorder`]), history
+/// by (record, revision), open transactions by record, shares by (app, target), audit by id,
+/// everything else by creation time and key.
+async fn export_in(conn: &mut SqliteConnection) -> StoreResult<Snapshot> {
+    let op = "export";
+    let settings: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err(op))?;
+    let owners = sqlx::query(concat!(
+        "SELECT ",
+        owner_cols!(),
+        " FROM owners ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let folders = sqlx::query(concat!("SELECT ", folder_cols!(), " FROM folders"))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err(op))?;
+    let records = sqlx::query(concat!(
+        "SELECT ",
+        record_cols!(),
+        " FROM records ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let history = sqlx::query(
+        "SELECT record_uid, revision, data, actor, at FROM record_history \
+         ORDER BY record_uid, revision",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let transactions = sqlx::query(concat!(
+        "SELECT ",
+        transaction_cols!(),
+        " FROM record_transactions ORDER BY record_uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let files = sqlx::query(concat!(
+        "SELECT ",
+        file_cols!(),
+        " FROM files ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let apps = sqlx::query(concat!(
+        "SELECT ",
+        app_cols!(),
+        " FROM apps ORDER BY created_at, uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let shares = sqlx::query(concat!(
+        "SELECT ",
+        share_cols!(),
+        " FROM shares ORDER BY app_uid, target_uid"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let devices = sqlx::query(concat!(
+        "SELECT ",
+        device_cols!(),
+        " FROM devices ORDER BY created_at, client_id"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    let audit = sqlx::query(concat!(
+        "SELECT ",
+        audit_cols!(),
+        " FROM audit_events ORDER BY id"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    Ok(Snapshot {
+        settings,
+        owners: decode_all(op, &owners, owner_from)?,
+        folders: preorder(decode_all(op, &folders, folder_from)?),
+        records: decode_all(op, &records, record_from)?,
+        history: history
+            .iter()
+            .map(|row| Ok((row.try_get("record_uid")?, history_from(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err(op))?,
+        transactions: transactions
+            .iter()
+            .map(transaction_from)
+            .collect::<StoreResult<_>>()?,
+        files: decode_all(op, &files, file_from)?,
+        apps: decode_all(op, &apps, app_from)?,
+        shares: shares.iter().map(share_from).collect::<StoreResult<_>>()?,
+        devices: decode_all(op, &devices, device_from)?,
+        audit: decode_all(op, &audit, audit_from)?,
+    })
+}
+
+/// Inserts `rows` with multi-row `INSERT`s of [`IMPORT_BATCH`] rows: `head` is the statement up
+/// to the column list, `bind` pushes one row's values in that order.
+async fn insert_batches<'a, T>(
+    conn: &mut SqliteConnection,
+    head: &'static str,
+    rows: &'a [T],
+    bind: impl Fn(&mut Separated<'_, 'a, Sqlite, &'static str>, &'a T),
+) -> StoreResult<()> {
+    for chunk in rows.chunks(IMPORT_BATCH) {
+        let mut query = QueryBuilder::<Sqlite>::new(head);
+        query.push(" ");
+        query.push_values(chunk, |mut values, row| bind(&mut values, row));
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err("import"))?;
+    }
+    Ok(())
+}
+
+/// The body of [`Store::import`], inside a `BEGIN IMMEDIATE` transaction: nobody can create an
+/// owner between the emptiness check and the inserts. Parents are inserted before the rows that
+/// refer to them (foreign keys are checked row by row).
+async fn import_in(conn: &mut SqliteConnection, snapshot: &Snapshot) -> StoreResult<()> {
+    let op = "import";
+    let has_owner: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM owners)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err(op))?;
+    if has_owner {
+        return Err(StoreError::Precondition("not empty"));
+    }
+    insert_batches(
+        conn,
+        "INSERT INTO settings (key, value)",
+        &snapshot.settings,
+        |v, (key, value)| {
+            v.push_bind(key).push_bind(value);
+        },
+    )
+    .await?;
+    // Stored as they come: the emails are lower-case already in a store's export.
+    insert_batches(
+        conn,
+        concat!("INSERT INTO owners (", owner_cols!(), ")"),
+        &snapshot.owners,
+        |v, o| {
+            v.push_bind(&o.uid)
+                .push_bind(&o.email)
+                .push_bind(&o.kdf)
+                .push_bind(&o.auth_hash)
+                .push_bind(&o.encrypted_data_key)
+                .push_bind(&o.public_key)
+                .push_bind(&o.encrypted_private_key)
+                .push_bind(o.created_at);
+        },
+    )
+    .await?;
+    // Whatever order the snapshot has, parents go first.
+    let folders = preorder(snapshot.folders.clone());
+    insert_batches(
+        conn,
+        concat!("INSERT INTO folders (", folder_cols!(), ")"),
+        &folders,
+        |v, f| {
+            v.push_bind(&f.uid)
+                .push_bind(&f.owner_uid)
+                .push_bind(&f.parent_uid)
+                .push_bind(&f.root_uid)
+                .push_bind(&f.key)
+                .push_bind(&f.data)
+                .push_bind(f.created_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO records (", record_cols!(), ")"),
+        &snapshot.records,
+        |v, r| {
+            v.push_bind(&r.uid)
+                .push_bind(&r.owner_uid)
+                .push_bind(&r.root_folder_uid)
+                .push_bind(&r.folder_uid)
+                .push_bind(&r.key)
+                .push_bind(&r.owner_key)
+                .push_bind(&r.data)
+                .push_bind(r.revision)
+                .push_bind(r.created_at)
+                .push_bind(r.updated_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        "INSERT INTO record_history (record_uid, revision, data, actor, at)",
+        &snapshot.history,
+        |v, (record_uid, h)| {
+            v.push_bind(record_uid)
+                .push_bind(h.revision)
+                .push_bind(&h.data)
+                .push_bind(&h.actor)
+                .push_bind(h.at);
+        },
+    )
+    .await?;
+    let transactions = snapshot
+        .transactions
+        .iter()
+        .map(|t| Ok((t, json_list(op, &t.remove_files)?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    insert_batches(
+        conn,
+        concat!(
+            "INSERT INTO record_transactions (",
+            transaction_cols!(),
+            ")"
+        ),
+        &transactions,
+        |v, (t, remove_files)| {
+            v.push_bind(&t.record_uid)
+                .push_bind(&t.kind)
+                .push_bind(&t.previous_data)
+                .push_bind(t.previous_revision)
+                .push_bind(remove_files)
+                .push_bind(&t.actor)
+                .push_bind(t.expires_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO files (", file_cols!(), ")"),
+        &snapshot.files,
+        |v, f| {
+            v.push_bind(&f.uid)
+                .push_bind(&f.record_uid)
+                .push_bind(&f.key)
+                .push_bind(&f.owner_key)
+                .push_bind(&f.data)
+                .push_bind(f.size)
+                .push_bind(f.created_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO apps (", app_cols!(), ")"),
+        &snapshot.apps,
+        |v, a| {
+            v.push_bind(&a.uid)
+                .push_bind(&a.owner_uid)
+                .push_bind(&a.key)
+                .push_bind(&a.data)
+                .push_bind(a.created_at);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO shares (", share_cols!(), ")"),
+        &snapshot.shares,
+        |v, sh| {
+            v.push_bind(&sh.app_uid)
+                .push_bind(&sh.target_uid)
+                .push_bind(sh.kind.as_str())
+                .push_bind(&sh.key)
+                .push_bind(sh.editable);
+        },
+    )
+    .await?;
+    insert_batches(
+        conn,
+        concat!("INSERT INTO devices (", device_cols!(), ")"),
+        &snapshot.devices,
+        |v, d| {
+            v.push_bind(&d.client_id)
+                .push_bind(&d.app_uid)
+                .push_bind(&d.name)
+                .push_bind(&d.encrypted_app_key)
+                .push_bind(&d.public_key)
+                .push_bind(d.first_access_expires_at)
+                .push_bind(d.ip_lock)
+                .push_bind(d.bound_at)
+                .push_bind(&d.bound_ip)
+                .push_bind(d.created_at)
+                .push_bind(d.last_access_at);
+        },
+    )
+    .await?;
+    // Explicit ids: AUTOINCREMENT remembers the largest one inserted, so later events get
+    // higher ids.
+    insert_batches(
+        conn,
+        concat!("INSERT INTO audit_events (", audit_cols!(), ")"),
+        &snapshot.audit,
+        |v, a| {
+            v.push_bind(a.id)
+                .push_bind(&a.event.owner_uid)
+                .push_bind(a.event.at)
+                .push_bind(&a.event.actor)
+                .push_bind(&a.event.action)
+                .push_bind(&a.event.target)
+                .push_bind(&a.event.ip)
+                .push_bind(&a.event.detail);
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -1740,6 +2147,36 @@ impl Store for SqliteStore {
             .map_err(map_err(op))?;
         decode_all(op, &rows, audit_from)
     }
+
+    // ---- rate limiting -----------------------------------------------------------------------
+
+    async fn count_request(&self, key: &str, window_start: Millis) -> StoreResult<u64> {
+        // A panic while the lock was held cannot leave the map half-updated in a way that
+        // matters (a count off by one at worst): keep using it.
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(counters.count(key, window_start))
+    }
+
+    // ---- whole-vault copy --------------------------------------------------------------------
+
+    async fn export(&self) -> StoreResult<Snapshot> {
+        let op = "export";
+        // A deferred transaction: its first SELECT fixes the snapshot every later one reads
+        // (WAL mode), and writers are not held up meanwhile.
+        let mut tx = self.pool.begin().await.map_err(map_err(op))?;
+        let result = export_in(&mut tx).await;
+        finish(op, tx, result).await
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        let op = "import";
+        let mut tx = self.begin_immediate(op).await?;
+        let result = import_in(&mut tx, snapshot).await;
+        finish(op, tx, result).await
+    }
 }
 
 #[cfg(test)]
@@ -1829,6 +2266,62 @@ mod tests {
             pair("leaf", Some("x")),
         ];
         assert_eq!(deletion_levels(tree), vec![vec!["leaf"], vec!["x", "y"]]);
+    }
+
+    #[test]
+    fn rate_counters_keep_the_newest_window_per_key() {
+        let mut c = RateCounters::new();
+        assert_eq!(c.count("k", 1_000), 1);
+        assert_eq!(c.count("k", 1_000), 2);
+        assert_eq!(c.count("other", 0), 1);
+        assert_eq!(c.count("k", 2_000), 1);
+        // A request for an older window counts in the newer one instead of being lost.
+        assert_eq!(c.count("k", 1_000), 2);
+        assert_eq!(c.count("k", 2_000), 3);
+        // The other key's window is untouched by `k` moving on.
+        assert_eq!(c.count("other", 0), 2);
+        assert_eq!(c.windows.len(), 2);
+    }
+
+    #[test]
+    fn rate_counter_sweeps_forget_idle_keys_and_stay_bounded() {
+        let mut c = RateCounters::new();
+        let now = RATE_RETENTION_MS + 10_000;
+        c.count("idle", 9_999);
+        c.count("recent", 10_000);
+        c.sweep(now);
+        let mut left: Vec<&str> = c.windows.keys().map(String::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["recent"]);
+        assert_eq!(c.sweep_at, RATE_SWEEP_AT);
+
+        // Sweeps run by themselves as the map grows, and the threshold follows what is left.
+        let mut c = RateCounters::new();
+        for i in 0..RATE_SWEEP_AT - 1 {
+            c.count(&format!("old{i}"), 0);
+        }
+        assert_eq!(c.windows.len(), RATE_SWEEP_AT - 1);
+        c.count("new", now);
+        assert_eq!(c.windows.len(), 1, "the idle keys were swept");
+        for i in 0..RATE_SWEEP_AT * 3 {
+            c.count(&format!("live{i}"), now);
+        }
+        assert_eq!(
+            c.windows.len(),
+            RATE_SWEEP_AT * 3 + 1,
+            "nothing live is lost"
+        );
+        assert!(c.sweep_at > c.windows.len());
+
+        // Too many keys even within the retention: only the window being counted now stays.
+        let mut c = RateCounters::new();
+        for i in 0..=RATE_MAX_KEYS {
+            c.windows.insert(format!("k{i}"), (now - 1, 1));
+        }
+        c.windows.insert("current".to_owned(), (now, 3));
+        c.sweep(now);
+        assert_eq!(c.windows.len(), 1);
+        assert_eq!(c.count("current", now), 4);
     }
 
     #[test]

@@ -43,6 +43,10 @@ impl Harness for SqliteHarness {
     async fn open(&self) -> Arc<dyn Store> {
         Arc::new(SqliteStore::open(&self.path).await.expect("open store"))
     }
+
+    async fn another(&self) -> Self {
+        SqliteHarness::new()
+    }
 }
 
 /// Runs each named suite test against a fresh SQLite file, on a multi-threaded runtime so that
@@ -90,6 +94,9 @@ suite_tests!(
     folder_updates,
     folder_emptiness,
     folder_tree_deletion,
+    count_request,
+    export_import_round_trip,
+    import_refuses_a_non_empty_store,
 );
 
 // ---- SQLite specifics ----------------------------------------------------------------------

@@ -406,9 +406,6 @@ pub struct Snapshot {
 }
 
 /// The storage interface. See the crate docs for the contract.
-// TEMPORARY: default bodies of count_request/export/import keep the workspace building until
-// both backends implement them; they are removed in the same change.
-#[allow(unused_variables)]
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ---- server settings -------------------------------------------------------------
@@ -576,21 +573,15 @@ pub trait Store: Send + Sync + 'static {
     /// returns the number of requests counted in that window, this one included. Backends that
     /// several instances share (PostgreSQL) count globally; SQLite counts in this process.
     /// Windows older than `window_start` may be forgotten.
-    async fn count_request(&self, key: &str, window_start: Millis) -> StoreResult<u64> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn count_request(&self, key: &str, window_start: Millis) -> StoreResult<u64>;
 
     // ---- whole-vault copy --------------------------------------------------------------------
 
     /// Reads every row (see [`Snapshot`]) in one consistent read.
-    async fn export(&self) -> StoreResult<Snapshot> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn export(&self) -> StoreResult<Snapshot>;
     /// Writes a snapshot into an empty store in one transaction (`Precondition("not empty")`
     /// when the store already has an owner); audit ids are kept.
-    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()> {
-        Err(StoreError::Backend("operation not supported by this backend".into()))
-    }
+    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()>;
 
     // ---- lifecycle -------------------------------------------------------------------------
 

@@ -180,6 +180,12 @@ impl Harness for PgHarness {
     async fn open(&self) -> Arc<dyn Store> {
         self.open_store().await
     }
+
+    async fn another(&self) -> Self {
+        PgHarness::new()
+            .await
+            .expect("the server this harness uses is reachable")
+    }
 }
 
 impl Drop for PgHarness {

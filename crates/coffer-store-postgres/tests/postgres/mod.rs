@@ -289,6 +289,13 @@ async fn postgres_shape(h: &PgHarness) -> Shape {
     for table in shape.columns.keys() {
         shape.primary_keys.entry(table.clone()).or_default();
     }
+    // The request counters are PostgreSQL's alone (SQLite counts in the process): checked by
+    // `rate_counters_table` instead.
+    shape.columns.remove("rate_counters");
+    shape.primary_keys.remove("rate_counters");
+    shape
+        .indexes
+        .retain(|_, (table, _)| table.as_str() != "rate_counters");
     shape
 }
 
@@ -296,10 +303,60 @@ async fn postgres_shape(h: &PgHarness) -> Shape {
 async fn schema_matches_the_sqlite_schema() {
     let h = harness!();
     let _store = h.connect(PoolOptions::default()).await.expect("connect");
-    assert_eq!(applied_migrations(&h).await, [(1, true), (2, true)]);
+    assert_eq!(
+        applied_migrations(&h).await,
+        [(1, true), (2, true), (3, true)]
+    );
     let expected = sqlite_shape().await;
     assert_eq!(expected.columns.len(), 13, "{:?}", expected.columns.keys());
     assert_eq!(postgres_shape(&h).await, expected);
+}
+
+#[tokio::test]
+async fn rate_counters_table() {
+    let h = harness!();
+    let _store = h.connect(PoolOptions::default()).await.expect("connect");
+    let mut raw = h.raw().await;
+    let columns: Vec<(String, String, bool, Option<String>)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text, is_nullable = 'NO', collation_name::text \
+         FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'rate_counters' ORDER BY ordinal_position",
+    )
+    .bind(h.schema())
+    .fetch_all(&mut raw)
+    .await
+    .expect("columns");
+    assert_eq!(
+        columns,
+        [
+            (
+                "key".to_owned(),
+                "text".to_owned(),
+                true,
+                Some("C".to_owned())
+            ),
+            ("window_start".to_owned(), "bigint".to_owned(), true, None),
+            ("count".to_owned(), "bigint".to_owned(), true, None),
+        ]
+    );
+    let indexes: Vec<(String, bool, String)> = sqlx::query_as(
+        "SELECT i.relname::text, x.indisprimary, pg_get_indexdef(x.indexrelid) \
+         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname = 'rate_counters' \
+         ORDER BY x.indisprimary DESC, 1",
+    )
+    .bind(h.schema())
+    .fetch_all(&mut raw)
+    .await
+    .expect("indexes");
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    assert!(
+        indexes[0].1 && indexes[0].2.ends_with("(key, window_start)"),
+        "{indexes:?}"
+    );
+    assert_eq!(indexes[1].0, "rate_counters_by_window");
+    assert!(indexes[1].2.ends_with("(window_start)"), "{indexes:?}");
 }
 
 #[tokio::test]
@@ -417,7 +474,10 @@ async fn concurrent_connects_on_a_fresh_schema_migrate_once() {
     for connect in connects {
         stores.push(connect.await.expect("join").expect("connect"));
     }
-    assert_eq!(applied_migrations(&h).await, [(1, true), (2, true)]);
+    assert_eq!(
+        applied_migrations(&h).await,
+        [(1, true), (2, true), (3, true)]
+    );
     let mut server = h.server().await;
     assert_eq!(advisory_locks(&mut server, h.schema()).await, 0);
     assert_eq!(
@@ -436,7 +496,10 @@ async fn concurrent_connects_on_a_fresh_schema_migrate_once() {
         again.setting("k").await.expect("setting"),
         Some(b"first".to_vec())
     );
-    assert_eq!(applied_migrations(&h).await, [(1, true), (2, true)]);
+    assert_eq!(
+        applied_migrations(&h).await,
+        [(1, true), (2, true), (3, true)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +537,10 @@ async fn migrations_wait_for_the_advisory_lock() {
         .expect("unlock");
     assert!(unlocked);
     let store = connecting.await.expect("join").expect("connect");
-    assert_eq!(applied_migrations(&h).await, [(1, true), (2, true)]);
+    assert_eq!(
+        applied_migrations(&h).await,
+        [(1, true), (2, true), (3, true)]
+    );
     // Done migrating, the store's connections hold no advisory lock.
     assert_eq!(advisory_locks(&mut server, &app).await, 0);
     assert_eq!(store.setting_init("k", b"v").await.expect("init"), b"v");
@@ -510,7 +576,10 @@ async fn a_failed_migration_reports_backend_and_releases_the_lock() {
         .await
         .expect("drop clashing table");
     let s = h.connect(PoolOptions::default()).await.expect("connect");
-    assert_eq!(applied_migrations(&h).await, [(1, true), (2, true)]);
+    assert_eq!(
+        applied_migrations(&h).await,
+        [(1, true), (2, true), (3, true)]
+    );
     assert_eq!(s.setting_init("k", b"v").await.expect("init"), b"v");
 }
 
@@ -548,7 +617,10 @@ async fn a_version_1_schema_is_upgraded_on_connect() {
         assert_eq!(applied_migrations(&h).await, [(1, true)]);
     }
     let s = h.open_store().await;
-    assert_eq!(applied_migrations(&h).await, [(1, true), (2, true)]);
+    assert_eq!(
+        applied_migrations(&h).await,
+        [(1, true), (2, true), (3, true)]
+    );
     assert_eq!(s.record("r1").await.expect("old record").data, [7]);
     let change = s
         .update_record(&transactional(suite::update("r1", 1, "new", 50), 100))
@@ -1362,4 +1434,143 @@ async fn expiry_sweeps_from_several_instances_roll_back_once() {
             .expect("update"),
         unchanged
     );
+}
+
+// ---- rate counters -------------------------------------------------------------------------
+
+/// Rows of `rate_counters`, by key and window.
+async fn counter_rows(h: &PgHarness) -> Vec<(String, i64, i64)> {
+    sqlx::query_as("SELECT key, window_start, count FROM rate_counters ORDER BY key, window_start")
+        .fetch_all(&mut h.raw().await)
+        .await
+        .expect("rate_counters")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_counts_are_global_across_instances() {
+    let h = harness!();
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(h.open_store().await);
+    }
+    // 4 instances × 25 concurrent callers on one key, with another key counted in between.
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let s = Arc::clone(&instances[i % instances.len()]);
+            tokio::spawn(async move {
+                if i % 10 == 0 {
+                    s.count_request("login:x@example.com", 60_000)
+                        .await
+                        .expect("other key");
+                }
+                s.count_request("ksm:shared:get_secret", 10_000).await
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.expect("join").expect("count"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=100).collect::<Vec<u64>>());
+    assert_eq!(
+        counter_rows(&h).await,
+        [
+            ("ksm:shared:get_secret".to_owned(), 10_000, 100),
+            ("login:x@example.com".to_owned(), 60_000, 10),
+        ]
+    );
+    // A fifth instance started later sees the same counts.
+    let late = h.open_store().await;
+    assert_eq!(
+        late.count_request("ksm:shared:get_secret", 10_000)
+            .await
+            .expect("late"),
+        101
+    );
+}
+
+#[tokio::test]
+async fn old_counter_windows_are_deleted() {
+    let h = harness!();
+    let s = h.open_store().await;
+    // A key starting a new window deletes its own older windows, and only those.
+    for (key, window) in [("a", 1_000), ("a", 1_000), ("b", 1_000), ("a", 2_000)] {
+        s.count_request(key, window).await.expect("count");
+    }
+    assert_eq!(
+        counter_rows(&h).await,
+        [("a".to_owned(), 2_000, 1), ("b".to_owned(), 1_000, 1)]
+    );
+    // The periodic sweep (every RATE_SWEEP_EVERY-th call of an instance) deletes the windows of
+    // keys idle for longer than the retention, and keeps everything more recent.
+    let now = coffer_store_postgres::RATE_RETENTION_MS + 10_000;
+    let fresh = h.open_store().await;
+    fresh.count_request("idle", 9_999).await.expect("idle");
+    fresh.count_request("recent", 10_000).await.expect("recent");
+    let calls = coffer_store_postgres::RATE_SWEEP_EVERY - 2;
+    for i in 0..calls - 1 {
+        fresh.count_request("busy", now).await.expect("busy");
+        assert_eq!(counter_rows(&h).await.len(), 5, "swept early, call {i}");
+    }
+    fresh
+        .count_request("busy", now)
+        .await
+        .expect("sweeping call");
+    assert_eq!(
+        counter_rows(&h).await,
+        [
+            ("busy".to_owned(), now, i64::try_from(calls).expect("calls")),
+            ("recent".to_owned(), 10_000, 1),
+        ]
+    );
+    // Counting goes on normally on the connection that swept.
+    assert_eq!(
+        fresh.count_request("recent", 10_000).await.expect("recent"),
+        2
+    );
+}
+
+// ---- whole-vault copy ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sqlite_vault_moves_to_postgres() {
+    let h = harness!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = coffer_store_sqlite::SqliteStore::open(&dir.path().join("coffer.db"))
+        .await
+        .expect("sqlite");
+    suite::rich_vault(&sqlite).await;
+    let snapshot = sqlite.export().await.expect("export sqlite");
+    let pg = h.open_store().await;
+    pg.import(&snapshot).await.expect("import into postgres");
+    assert_eq!(pg.export().await.expect("export postgres"), snapshot);
+
+    // The identity continues after the largest imported id, in PostgreSQL as in SQLite.
+    let last = snapshot.audit.iter().map(|e| e.id).max().expect("events");
+    let after = suite::event(900, Some("o1"), "owner:o1", "after.migration", None);
+    pg.append_audit(&after).await.expect("append to postgres");
+    sqlite.append_audit(&after).await.expect("append to sqlite");
+    let newest = |s: Arc<dyn Store>| async move {
+        s.list_audit(&coffer_store::AuditFilter {
+            limit: 1,
+            ..coffer_store::AuditFilter::default()
+        })
+        .await
+        .expect("newest")
+        .remove(0)
+    };
+    let in_pg = newest(pg.clone()).await;
+    assert!(in_pg.id > last, "{} <= {last}", in_pg.id);
+    assert_eq!(in_pg, newest(Arc::new(sqlite.clone())).await);
+
+    // And back: PostgreSQL → a new SQLite file gives the same snapshot again.
+    let back = coffer_store_sqlite::SqliteStore::open(&dir.path().join("back.db"))
+        .await
+        .expect("sqlite again");
+    let round = pg.export().await.expect("export postgres again");
+    back.import(&round).await.expect("import into sqlite");
+    assert_eq!(back.export().await.expect("export back"), round);
+    sqlite.close().await;
+    back.close().await;
 }

@@ -15,14 +15,17 @@ use std::sync::Arc;
 use coffer_store::{
     AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow,
     NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
-    ShareRow, Store, StoreError, TransactionRow, TransactionStart, UploadRow,
+    ShareRow, Snapshot, Store, StoreError, TransactionRow, TransactionStart, UploadRow,
 };
 
 /// Opens the backend under test.
-pub trait Harness {
+pub trait Harness: Sized {
     /// Opens the database under test. Every call on one harness opens the same database: a
     /// second call after dropping the first store shows what the first one made durable.
     fn open(&self) -> impl Future<Output = Arc<dyn Store>>;
+    /// Another harness of the same backend, with a new, empty database of its own (to copy a
+    /// vault from one store into another).
+    fn another(&self) -> impl Future<Output = Self>;
 }
 
 /// Asserts that `$result` is an `Err` matching `$pattern`, showing the actual value otherwise.
@@ -2460,5 +2463,405 @@ pub async fn folder_tree_deletion<H: Harness>(h: &H) {
             folders: strings(&["sf3"]),
             files: Vec::new(),
         }
+    );
+}
+
+// ---- rate limiting -------------------------------------------------------------------------
+
+pub async fn count_request<H: Harness>(h: &H) {
+    let s = h.open().await;
+    for expected in 1..=3 {
+        assert_eq!(
+            s.count_request("ksm:c1:get_secret", 60_000)
+                .await
+                .expect("count"),
+            expected
+        );
+    }
+    // Keys are exact strings, counted apart.
+    assert_eq!(
+        s.count_request("ksm:C1:get_secret", 60_000)
+            .await
+            .expect("other key"),
+        1
+    );
+    assert_eq!(
+        s.count_request("login:a@example.com", 0)
+            .await
+            .expect("login"),
+        1
+    );
+    // A new window starts again at 1, and goes on from there.
+    assert_eq!(
+        s.count_request("ksm:c1:get_secret", 70_000)
+            .await
+            .expect("new window"),
+        1
+    );
+    assert_eq!(
+        s.count_request("ksm:c1:get_secret", 70_000)
+            .await
+            .expect("new window"),
+        2
+    );
+    // Another key's running window is not forgotten because some key started a newer one: a
+    // longer limit (logins per minute) keeps its count while shorter ones roll over.
+    assert_eq!(
+        s.count_request("login:a@example.com", 0)
+            .await
+            .expect("login again"),
+        2
+    );
+    assert_eq!(
+        s.count_request("ksm:C1:get_secret", 60_000)
+            .await
+            .expect("other key again"),
+        2
+    );
+
+    // Concurrent callers each get their own count: exactly 1..=16.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.count_request("ksm:race:get_secret", 80_000).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.expect("join").expect("count"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=16).collect::<Vec<u64>>());
+    assert_eq!(
+        s.count_request("ksm:race:get_secret", 80_000)
+            .await
+            .expect("after the race"),
+        17
+    );
+}
+
+// ---- whole-vault copy ----------------------------------------------------------------------
+
+/// Fills a store with a row in every table a [`Snapshot`] holds, with every optional column both
+/// set and unset somewhere, plus rows a snapshot leaves out (a session, a pending upload):
+///
+/// ```text
+/// o1: sf1 ── a ── a1 (r2: files f2, f2b; open transaction removing f2)
+///         │     └ a2
+///         └─ b (r4: file f4)
+///     sf1 holds r1 (owner key, three revisions, file f1)
+///     sf2 (empty)
+/// o2: sf3 ── c (r3)
+/// app1 (o1): shares sf1, r1 (editable); devices c-bound (bound, touched), c-pending
+/// app2 (o2): shares sf3; device c-open (no expiry, not IP-locked)
+/// ```
+///
+/// Creation times do not follow the tree (a child may be "older" than its parent), so an
+/// import that ordered folders by time alone would break a foreign key.
+pub async fn rich_vault(s: &dyn Store) {
+    s.setting_init("link_secret", &[0, 1, 2, 255])
+        .await
+        .expect("setting");
+    s.setting_init("empty", b"").await.expect("empty setting");
+    s.create_owner(&owner("o1", "o1@example.com"), true)
+        .await
+        .expect("o1");
+    s.create_owner(
+        &OwnerRow {
+            created_at: 500,
+            ..owner("o2", "o2@example.com")
+        },
+        false,
+    )
+    .await
+    .expect("o2");
+    s.create_session(&SessionRow {
+        token_hash: bytes("session", "o1"),
+        owner_uid: "o1".to_owned(),
+        expires_at: i64::MAX,
+    })
+    .await
+    .expect("session");
+    for f in [
+        shared("sf1", "o1", 50),
+        folder("a", "o1", Some("sf1"), "sf1", 40),
+        folder("a1", "o1", Some("a"), "sf1", 10),
+        folder("a2", "o1", Some("a"), "sf1", 10),
+        folder("b", "o1", Some("sf1"), "sf1", 30),
+        shared("sf2", "o1", 60),
+        shared("sf3", "o2", 5),
+        folder("c", "o2", Some("sf3"), "sf3", 1),
+    ] {
+        s.create_folder(&f).await.expect("folder");
+    }
+    let r1 = RecordRow {
+        owner_key: Some(bytes("ownerkey", "r1")),
+        ..record("r1", "o1", "sf1", "sf1", 100)
+    };
+    for (r, actor) in [
+        (r1, "owner:o1"),
+        (record("r2", "o1", "sf1", "a1", 90), "client:c-bound"),
+        (record("r3", "o2", "sf3", "c", 80), "owner:o2"),
+        (record("r4", "o1", "sf1", "b", 100), "owner:o1"),
+    ] {
+        s.create_record(&r, actor).await.expect("record");
+    }
+    s.update_record(&update("r1", 1, "r1-second", 1_100))
+        .await
+        .expect("r1 rev 2");
+    attach_file(s, "t-f1", "f1", "r1").await;
+    attach_file(s, "t-f2", "f2", "r2").await;
+    attach_file(s, "t-f2b", "f2b", "r2").await;
+    attach_file(s, "t-f4", "f4", "r4").await;
+    s.update_record(&transactional(
+        RecordUpdate {
+            remove_files: strings(&["f2", "gone"]),
+            ..update("r2", 3, "r2-tx", 8_000)
+        },
+        "rotation",
+        90_000,
+    ))
+    .await
+    .expect("open transaction");
+    s.create_upload(&upload("t-pending", "f-pending", "r3", None))
+        .await
+        .expect("pending upload");
+
+    s.create_app(&app("app1", "o1", 20)).await.expect("app1");
+    s.create_app(&app("app2", "o2", 10)).await.expect("app2");
+    for sh in [
+        share("app1", "sf1", ShareKind::Folder),
+        share("app1", "r1", ShareKind::Record),
+        share("app2", "sf3", ShareKind::Folder),
+    ] {
+        s.put_share(&sh).await.expect("share");
+    }
+    s.create_device(&device("c-bound", "app1", 30))
+        .await
+        .expect("device");
+    assert_eq!(
+        s.bind_device("c-bound", b"device-public-key", "192.0.2.7", 40)
+            .await
+            .expect("bind"),
+        BindOutcome::Bound
+    );
+    s.touch_device("c-bound", 45).await.expect("touch");
+    s.create_device(&device("c-pending", "app1", 31))
+        .await
+        .expect("device");
+    s.create_device(&DeviceRow {
+        first_access_expires_at: None,
+        ip_lock: false,
+        ..device("c-open", "app2", 32)
+    })
+    .await
+    .expect("device");
+
+    for e in [
+        event(100, Some("o1"), "owner:o1", "vault.create", None),
+        event(
+            200,
+            Some("o1"),
+            "client:c-bound",
+            "ksm.get_secret",
+            Some("r1"),
+        ),
+        NewAuditEvent {
+            at: 300,
+            owner_uid: None,
+            actor: "system:expiry".to_owned(),
+            action: "transaction.expire".to_owned(),
+            target: None,
+            ip: None,
+            detail: None,
+        },
+        event(150, Some("o2"), "owner:o2", "folder.create", Some("sf3")),
+    ] {
+        s.append_audit(&e).await.expect("audit");
+    }
+}
+
+/// Checks the orders [`Store::export`] promises.
+fn assert_export_orders(snapshot: &Snapshot) {
+    let position: BTreeMap<&str, usize> = snapshot
+        .folders
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.uid.as_str(), i))
+        .collect();
+    for (i, f) in snapshot.folders.iter().enumerate() {
+        if let Some(parent) = &f.parent_uid {
+            assert!(
+                position[parent.as_str()] < i,
+                "{parent} after its child {}",
+                f.uid
+            );
+        }
+    }
+    let ids: Vec<i64> = snapshot.audit.iter().map(|a| a.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "audit ids {ids:?}");
+    let history: Vec<(&str, i64)> = snapshot
+        .history
+        .iter()
+        .map(|(uid, h)| (uid.as_str(), h.revision))
+        .collect();
+    let mut sorted = history.clone();
+    sorted.sort_unstable();
+    assert_eq!(history, sorted);
+}
+
+pub async fn export_import_round_trip<H: Harness>(h: &H) {
+    let a = h.open().await;
+    assert_eq!(a.export().await.expect("empty export"), Snapshot::default());
+    rich_vault(&*a).await;
+    let snapshot = a.export().await.expect("export");
+    assert_export_orders(&snapshot);
+    let counts = [
+        snapshot.settings.len(),
+        snapshot.owners.len(),
+        snapshot.folders.len(),
+        snapshot.records.len(),
+        snapshot.history.len(),
+        snapshot.transactions.len(),
+        snapshot.files.len(),
+        snapshot.apps.len(),
+        snapshot.shares.len(),
+        snapshot.devices.len(),
+        snapshot.audit.len(),
+    ];
+    assert_eq!(counts, [2, 2, 8, 4, 10, 1, 4, 2, 3, 3, 4]);
+    assert_eq!(
+        snapshot.settings,
+        [
+            ("empty".to_owned(), Vec::new()),
+            ("link_secret".to_owned(), vec![0, 1, 2, 255])
+        ]
+    );
+    // What the API shows is what the snapshot holds, verbatim.
+    assert_eq!(
+        snapshot.transactions,
+        [a.transaction("r2").await.expect("transaction")]
+    );
+    assert_eq!(
+        snapshot.transactions[0].remove_files,
+        strings(&["f2", "gone"])
+    );
+    assert!(
+        snapshot
+            .records
+            .contains(&a.record("r1").await.expect("r1"))
+    );
+    assert!(
+        snapshot
+            .devices
+            .contains(&a.device("c-bound").await.expect("device"))
+    );
+    let trail = a.list_audit(&AuditFilter::default()).await.expect("audit");
+    assert_eq!(
+        snapshot.audit,
+        trail.iter().rev().cloned().collect::<Vec<_>>()
+    );
+
+    let other = h.another().await;
+    let b = other.open().await;
+    b.import(&snapshot).await.expect("import");
+    assert_eq!(b.export().await.expect("export the copy"), snapshot);
+
+    // The copy works like the original.
+    assert_eq!(b.owner_count().await.expect("owners"), 2);
+    assert_eq!(
+        b.owner_by_email("O1@example.com").await.expect("login"),
+        a.owner("o1").await.expect("o1")
+    );
+    assert_eq!(
+        folder_uids(&b.folders_of_owner("o1").await.expect("folders")),
+        folder_uids(&a.folders_of_owner("o1").await.expect("folders"))
+    );
+    for uid in ["r1", "r2", "r3", "r4"] {
+        assert_eq!(
+            b.record_history(uid).await.expect("history"),
+            a.record_history(uid).await.expect("history")
+        );
+    }
+    assert_eq!(
+        b.bind_device("c-bound", b"device-public-key", "192.0.2.7", 50)
+            .await
+            .expect("bind again"),
+        BindOutcome::AlreadyBoundSameKey
+    );
+    let finalized = b
+        .finalize_transaction("r2", 9_000)
+        .await
+        .expect("finalize the copied transaction");
+    assert_eq!(finalized.removed_files, strings(&["f2"]));
+    // Sessions and pending uploads are not part of a vault.
+    assert_err!(
+        b.session_owner(&bytes("session", "o1"), 0).await,
+        StoreError::NotFound
+    );
+    assert_err!(
+        b.upload(&bytes("token", "t-pending"), 0).await,
+        StoreError::NotFound
+    );
+    // Audit ids go on after the imported ones.
+    let last = snapshot.audit.iter().map(|e| e.id).max().expect("events");
+    b.append_audit(&event(400, Some("o1"), "owner:o1", "after.import", None))
+        .await
+        .expect("append");
+    let newest = b
+        .list_audit(&AuditFilter {
+            limit: 1,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("newest");
+    assert_eq!(newest[0].event.action, "after.import");
+    assert!(newest[0].id > last, "{} <= {last}", newest[0].id);
+    // The original is untouched by all this.
+    assert_eq!(a.export().await.expect("export again"), snapshot);
+}
+
+pub async fn import_refuses_a_non_empty_store<H: Harness>(h: &H) {
+    let s = h.open().await;
+    rich_vault(&*s).await;
+    let before = s.export().await.expect("export");
+    assert_err!(
+        s.import(&before).await,
+        StoreError::Precondition("not empty")
+    );
+    let unrelated = Snapshot {
+        settings: vec![("new".to_owned(), b"value".to_vec())],
+        owners: vec![owner("o9", "o9@example.com")],
+        ..Snapshot::default()
+    };
+    assert_err!(
+        s.import(&unrelated).await,
+        StoreError::Precondition("not empty")
+    );
+    assert_eq!(s.export().await.expect("export again"), before);
+
+    // All or nothing: a snapshot that breaks a reference half-way leaves an empty store empty.
+    let other = h.another().await;
+    let empty = other.open().await;
+    let mut broken = before.clone();
+    broken.files.push(FileRow {
+        record_uid: "no-such-record".to_owned(),
+        ..broken.files[0].clone()
+    });
+    broken.files.last_mut().expect("file").uid = "f-dangling".to_owned();
+    assert!(empty.import(&broken).await.is_err());
+    assert_eq!(
+        empty.export().await.expect("export after failure"),
+        Snapshot::default()
+    );
+    assert_eq!(empty.owner_count().await.expect("owners"), 0);
+    // The same store takes the good snapshot afterwards, folders in any order.
+    let mut shuffled = before.clone();
+    shuffled.folders.reverse();
+    empty.import(&shuffled).await.expect("import");
+    assert_eq!(empty.export().await.expect("export the copy"), before);
+    assert_err!(
+        empty.import(&before).await,
+        StoreError::Precondition("not empty")
     );
 }
