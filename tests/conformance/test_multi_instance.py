@@ -205,6 +205,8 @@ def test_killing_one_instance_mid_traffic_loses_nothing_acknowledged(pair):
             with lock:
                 acknowledged[uid] = title
 
+    # The owner CLI talks to A: make the reader's token while A is up.
+    reader_config = token(pair)
     threads = [
         threading.Thread(target=writer, args=("a", a)),
         threading.Thread(target=writer, args=("b", b)),
@@ -212,8 +214,8 @@ def test_killing_one_instance_mid_traffic_loses_nothing_acknowledged(pair):
     for t in threads:
         t.start()
     time.sleep(2.0)
-    a.kill()
     killed.set()
+    a.kill()
     with lock:
         at_kill = len(acknowledged)
     time.sleep(2.0)
@@ -226,7 +228,7 @@ def test_killing_one_instance_mid_traffic_loses_nothing_acknowledged(pair):
     assert len(total) > at_kill, "B kept acknowledging writes after A was killed"
     assert errors_after_kill["b"] == 0, "B must not fail because A died"
     # Everything acknowledged by either instance is readable through B, intact.
-    reader = sdk_on(token(pair), b)
+    reader = sdk_on(reader_config, b)
     records = {r.uid: r for r in reader.get_secrets(list(total))}
     assert set(records) == set(total)
     for uid, title in total.items():

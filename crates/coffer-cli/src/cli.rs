@@ -123,10 +123,10 @@ pub struct ServerArgs {
     pub transaction_timeout: std::time::Duration,
     /// KSM requests allowed per client and endpoint, as N/WINDOW (e.g. 200/10s), or `off`.
     /// Past it, clients get `403 throttled` with `retry_after` and the SDKs back off.
-    #[arg(long, env = "COFFER_RATE_LIMIT", default_value = "off", value_parser = parse_rate)]
+    #[arg(long, env = "COFFER_RATE_LIMIT", default_value = "200/10s", value_parser = parse_rate)]
     pub rate_limit: RateSetting,
     /// Owner login attempts allowed per email, as N/WINDOW, or `off`.
-    #[arg(long, env = "COFFER_LOGIN_RATE_LIMIT", default_value = "off", value_parser = parse_rate)]
+    #[arg(long, env = "COFFER_LOGIN_RATE_LIMIT", default_value = "10/1m", value_parser = parse_rate)]
     pub login_rate_limit: RateSetting,
     /// Development mode: throwaway data, a demo owner, folder, records, app and a ready
     /// one-time token and config, printed at start.
