@@ -117,8 +117,7 @@ _created_databases: list = []
 
 
 def _drop_databases() -> None:
-    admin = os.environ.get("COFFER_TEST_POSTGRES_URL", "")
-    for name in _created_databases:
+    for admin, name in _created_databases:
         subprocess.run(
             ["psql", admin, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
             stdin=subprocess.DEVNULL,
@@ -128,6 +127,23 @@ def _drop_databases() -> None:
 
 
 atexit.register(_drop_databases)
+
+
+def create_database(admin_url: str) -> str:
+    """A fresh PostgreSQL database next to the one `admin_url` names (dropped at exit)."""
+    name = f"coffer_conformance_{os.getpid()}_{secrets.token_hex(4)}"
+    done = subprocess.run(
+        ["psql", admin_url, "-q", "-c", f'CREATE DATABASE "{name}"'],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot create a PostgreSQL database: {done.stderr}", pytrace=False)
+    _created_databases.append((admin_url, name))
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
 
 
 class CofferServer:
@@ -248,6 +264,28 @@ class CofferServer:
             "vault", "register", "--server", self.url, "--email", email, "--setup-code", code
         )
 
+    def migrate_to_postgres(self, admin_url: str) -> dict:
+        """Stop, copy the SQLite vault into a fresh PostgreSQL database with `coffer admin
+        migrate` (verified by the command), and start again on PostgreSQL, same data dir."""
+        self.stop()
+        url = create_database(admin_url)
+        argv = [
+            str(self.binary), "admin", "migrate",
+            "--from", f"sqlite://{self.data_dir / 'coffer.db'}",
+            "--to", url, "--json",
+        ]
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            env=server_env(), timeout=CLI_TIMEOUT, check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"coffer admin migrate failed:\n{done.stderr}\n{done.stdout}", pytrace=False)
+        report = json.loads(done.stdout)
+        assert report.get("verified") is True, report
+        self.extra_args = (*self.extra_args, "--database-url", url)
+        self.start(expect_setup_code=False)
+        return report
+
     def postgres_database(self) -> str:
         """A fresh PostgreSQL database for this server (kept across restarts, dropped at exit).
 
@@ -256,20 +294,7 @@ class CofferServer:
         """
         if getattr(self, "_database_url", None):
             return self._database_url
-        admin = os.environ["COFFER_TEST_POSTGRES_URL"]
-        name = f"coffer_conformance_{os.getpid()}_{secrets.token_hex(4)}"
-        done = subprocess.run(
-            ["psql", admin, "-q", "-c", f'CREATE DATABASE "{name}"'],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"cannot create a PostgreSQL database: {done.stderr}", pytrace=False)
-        _created_databases.append(name)
-        base, _, _ = admin.rpartition("/")
-        self._database_url = f"{base}/{name}"
+        self._database_url = create_database(os.environ["COFFER_TEST_POSTGRES_URL"])
         return self._database_url
 
     # -- owner CLI ---------------------------------------------------------------------

@@ -428,6 +428,12 @@ def vault(coffer_server, owner, tmp_path_factory):
     all_uids = list(folders.values()) + list(records.values()) + [file_uid, app_a, app_b]
     assert len(set(all_uids)) == len(all_uids), f"the CLI returned a uid twice: {all_uids}"
 
+    # Migration run (scripts/test.sh): the provisioned SQLite vault moves to PostgreSQL with
+    # `coffer admin migrate`, and every test below runs against the migrated database.
+    migrate_admin_url = os.environ.get("COFFER_TEST_MIGRATE_URL")
+    if migrate_admin_url:
+        server.migrate_to_postgres(migrate_admin_url)
+
     return SimpleNamespace(
         server=server,
         work=work,
