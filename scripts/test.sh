@@ -46,7 +46,8 @@ step "Official Python SDK conformance suite on PostgreSQL (and several instances
 COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
 
 step "Official Python SDK conformance suite on a vault migrated from SQLite to PostgreSQL"
-COFFER_TEST_POSTGRES_URL= COFFER_TEST_MIGRATE_URL="$COFFER_TEST_POSTGRES_URL" COFFER_BIN="$PWD/target/debug/coffer" \
+postgres_admin_url="$COFFER_TEST_POSTGRES_URL"
+COFFER_TEST_POSTGRES_URL= COFFER_TEST_MIGRATE_URL="$postgres_admin_url" COFFER_BIN="$PWD/target/debug/coffer" \
     .venv/bin/python -m pytest tests/conformance/test_python_sdk.py -q
 
 step "All tests passed"
