@@ -30,6 +30,18 @@ pub enum Command {
     /// Operator tools: server keys, moving to another database.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Client profiles: bind a one-time token, list, switch, export, import, delete.
+    Profile(crate::client_cli::ProfileArgs),
+    /// Read and write the secrets shared with this device (records, fields, files, TOTP).
+    Secret(crate::client_cli::SecretArgs),
+    /// Folders shared with this device.
+    Folder(crate::client_cli::FolderArgs),
+    /// Run a command with keeper:// notations in its environment replaced by secrets.
+    Exec(crate::client_cli::ExecArgs),
+    /// Replace keeper:// notations in a template (a .env file, a config) with secrets.
+    Interpolate(crate::client_cli::InterpolateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(crate::client_cli::CompletionArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! `coffer`: the Coffer server, the owner tools (`coffer vault …`) and the client tools.
 
 mod cli;
+mod client_cli;
 mod cmd;
 mod fields;
 mod home;
@@ -38,8 +39,11 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::from(exit::OK);
             }
-            eprintln!("error: {err:#}");
-            ExitCode::from(exit::ERROR)
+            let (code, print) = cmd::client::exit_status(&err).unwrap_or((exit::ERROR, true));
+            if print {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
         }
     }
 }

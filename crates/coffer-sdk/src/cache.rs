@@ -262,7 +262,11 @@ mod tests {
         assert!(cache.load(&app, "c", "get_secret", b"{\"r\":2}").is_none());
         assert!(cache.load(&app, "c", "get_folders", b"{}").is_none());
         assert!(cache.load(&app, "d", "get_secret", b"{}").is_none());
-        assert!(cache.load(&SymmetricKey::generate(), "c", "get_secret", b"{}").is_none());
+        assert!(
+            cache
+                .load(&SymmetricKey::generate(), "c", "get_secret", b"{}")
+                .is_none()
+        );
         // The file holds no plaintext.
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("answer"));

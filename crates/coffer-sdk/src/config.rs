@@ -52,6 +52,10 @@ pub mod env {
     pub const KSM_SKIP_VERIFY: &str = "KSM_SKIP_VERIFY";
     /// Path of the default configuration file (default `client-config.json`).
     pub const KSM_CONFIG_FILE: &str = "KSM_CONFIG_FILE";
+    /// Coffer's own: a PEM file of extra trusted certificates (e.g. a self-hosted server's
+    /// `DATA_DIR/tls/cert.pem`), used when the builder was given no other TLS setting. The
+    /// `coffer` command line reads the same variable.
+    pub const COFFER_CA_CERT: &str = "COFFER_CA_CERT";
 }
 
 /// The default configuration file name, as in the official SDKs.
@@ -134,7 +138,10 @@ impl Config {
 
     /// The value of `key`, if set and non-empty.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// Sets `key`.

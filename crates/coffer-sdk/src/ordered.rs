@@ -49,11 +49,6 @@ impl OValue {
             other => serde_json::to_string(other).unwrap_or_default(),
         }
     }
-
-    /// The equivalent `serde_json::Value` (key order is lost).
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
 }
 
 impl Serialize for OValue {

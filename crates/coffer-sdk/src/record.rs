@@ -40,7 +40,7 @@ pub struct Record {
     pub(crate) folder_uid: Option<String>,
     pub(crate) inner_folder_uid: Option<String>,
     pub(crate) data: RecordData,
-    pub(crate) raw: Arc<[u8]>,
+    pub(crate) raw: Arc<Vec<u8>>,
     pub(crate) files: Vec<KeeperFile>,
     pub(crate) links: Option<Vec<RecordLink>>,
 }
@@ -265,7 +265,12 @@ impl Record {
     /// Removes the custom fields matching `key` (by label, else by type); returns how many.
     pub fn remove_custom_field(&mut self, key: &str) -> usize {
         let before = self.data.custom.len();
-        if self.data.custom.iter().any(|f| f.label.as_deref() == Some(key)) {
+        if self
+            .data
+            .custom
+            .iter()
+            .any(|f| f.label.as_deref() == Some(key))
+        {
             self.data.custom.retain(|f| f.label.as_deref() != Some(key));
         } else {
             self.data
@@ -392,7 +397,7 @@ pub(crate) mod tests {
             folder_uid: None,
             inner_folder_uid: None,
             data: RecordData::from_slice(raw).unwrap(),
-            raw: Arc::from(&raw[..]),
+            raw: Arc::new(raw.to_vec()),
             files: Vec::new(),
             links: None,
         }
@@ -402,8 +407,14 @@ pub(crate) mod tests {
     fn typed_getters_read_every_shape() {
         let r = sample();
         assert_eq!(r.get::<fields::Url>().unwrap().len(), 2);
-        assert_eq!(r.get_one::<fields::Login>().unwrap().unwrap(), "alice@example.com");
-        assert_eq!(r.get_one::<fields::Date>().unwrap(), Some(1_700_000_000_000));
+        assert_eq!(
+            r.get_one::<fields::Login>().unwrap().unwrap(),
+            "alice@example.com"
+        );
+        assert_eq!(
+            r.get_one::<fields::Date>().unwrap(),
+            Some(1_700_000_000_000)
+        );
         assert_eq!(
             r.get_labeled::<fields::Date>("Date Issued").unwrap(),
             vec![1_700_000_000_000]
@@ -412,7 +423,10 @@ pub(crate) mod tests {
         assert_eq!(host.port.as_deref(), Some("5432"));
         let owner: values::Name = r.get_custom_one::<fields::Name>("Owner").unwrap().unwrap();
         assert_eq!(owner.last.as_deref(), Some("Doe"));
-        assert_eq!(r.get_custom_one::<fields::Checkbox>("Flag").unwrap(), Some(true));
+        assert_eq!(
+            r.get_custom_one::<fields::Checkbox>("Flag").unwrap(),
+            Some(true)
+        );
         assert!(matches!(
             r.get::<fields::Phone>(),
             Err(SdkError::NotFound(_))
@@ -437,7 +451,10 @@ pub(crate) mod tests {
         }]);
         assert_eq!(r.field_values("phone").unwrap()[0]["number"], "555");
         r.set_custom::<fields::Text>("Environment", ["staging".to_owned()]);
-        assert_eq!(r.custom_field_value("Environment").unwrap().unwrap(), "staging");
+        assert_eq!(
+            r.custom_field_value("Environment").unwrap().unwrap(),
+            "staging"
+        );
         r.set_custom::<fields::Secret>("Api Key", ["k".to_owned()]);
         assert_eq!(r.custom_field("Api Key").unwrap().field_type, "secret");
         r.set_field_values("LOGIN", vec!["bob".into()]).unwrap();

@@ -205,7 +205,10 @@ pub(crate) async fn post_once(
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
         .header("PublicKeyId", keys.key_id)
         .header("TransmissionKey", encode_std(&encrypted_key))
-        .header("Authorization", format!("Signature {}", encode_std(&signature)))
+        .header(
+            "Authorization",
+            format!("Signature {}", encode_std(&signature)),
+        )
         .body(body);
     let response = match request.send().await {
         Ok(r) => r,
@@ -247,7 +250,11 @@ pub(crate) fn classify_error(status: u16, body: &[u8], retry_after_header: Optio
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         return Attempt::Failed(SdkError::Http { status, body: text });
     };
-    let text = |key: &str| obj.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |key: &str| {
+        obj.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let code = text("result_code").or_else(|| text("error")).unwrap_or("");
     let message = text("message").unwrap_or("no message").to_owned();
     if (status == 403 && code == "throttled") || status == 429 {
@@ -359,7 +366,8 @@ mod tests {
         ));
         let key = br#"{"error":"key","key_id":7,"message":"invalid key id"}"#;
         assert!(matches!(classify_error(401, key, None), Attempt::Key(Some(k)) if k == "7"));
-        let version = br#"{"error":"invalid_client_version","additional_info":"too old","message":"m"}"#;
+        let version =
+            br#"{"error":"invalid_client_version","additional_info":"too old","message":"m"}"#;
         assert!(matches!(
             classify_error(400, version, None),
             Attempt::Failed(SdkError::ClientVersion(info)) if info == "too old"

@@ -303,11 +303,15 @@ mod tests {
         let host: Host = serde_json::from_str(text).unwrap();
         assert_eq!(host.host_name.as_deref(), Some("h"));
         let back = serde_json::to_value(&host).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(text).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
         let phone: Phone = serde_json::from_str(r#"{"number":"1","type":"Work"}"#).unwrap();
         assert_eq!(phone.r#type.as_deref(), Some("Work"));
         let card: PaymentCard =
-            serde_json::from_str(r#"{"cardNumber":"4111","cardExpirationDate":"01/2030"}"#).unwrap();
+            serde_json::from_str(r#"{"cardNumber":"4111","cardExpirationDate":"01/2030"}"#)
+                .unwrap();
         assert_eq!(card.card_expiration_date.as_deref(), Some("01/2030"));
     }
 }

@@ -4,6 +4,8 @@
 //! (missing optional keys default) so that the SDK also works with servers that leave keys
 //! out where the official backend sends `null`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// The fields every payload carries, around the endpoint body.
@@ -30,7 +32,8 @@ pub(crate) struct GetSecretBody {
     pub request_links: Option<bool>,
 }
 
-/// An empty body (`get_folders`).
+/// An empty body.
+#[cfg(test)]
 #[derive(Serialize)]
 pub(crate) struct Empty {}
 
@@ -41,25 +44,33 @@ pub(crate) struct BindingPart {
     pub app_owner_public_key: Option<String>,
 }
 
+/// A `get_secret` answer. The long base64 strings borrow from the decrypted body (they never
+/// contain JSON escapes), which saves an allocation and a copy per field.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub(crate) struct SecretsResponse {
+pub(crate) struct SecretsResponse<'a> {
     pub app_data: Option<String>,
-    pub records: Option<Vec<WireRecord>>,
-    pub folders: Option<Vec<WireFolder>>,
+    #[serde(borrow)]
+    pub records: Option<Vec<WireRecord<'a>>>,
+    #[serde(borrow)]
+    pub folders: Option<Vec<WireFolder<'a>>>,
     pub expires_on: Option<i64>,
     pub warnings: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub(crate) struct WireRecord {
+pub(crate) struct WireRecord<'a> {
     pub record_uid: String,
-    pub record_key: Option<String>,
-    pub data: String,
+    /// Empty when the server sent none.
+    #[serde(borrow)]
+    pub record_key: Cow<'a, str>,
+    #[serde(borrow)]
+    pub data: Cow<'a, str>,
     pub revision: i64,
     pub is_editable: bool,
-    pub files: Option<Vec<WireFile>>,
+    #[serde(borrow)]
+    pub files: Option<Vec<WireFile<'a>>>,
     pub inner_folder_uid: Option<String>,
     pub folder_uid: Option<String>,
     pub links: Option<Vec<WireLink>>,
@@ -67,10 +78,12 @@ pub(crate) struct WireRecord {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub(crate) struct WireFile {
+pub(crate) struct WireFile<'a> {
     pub file_uid: String,
-    pub file_key: String,
-    pub data: String,
+    #[serde(borrow)]
+    pub file_key: Cow<'a, str>,
+    #[serde(borrow)]
+    pub data: Cow<'a, str>,
     pub url: Option<String>,
     pub thumbnail_url: Option<String>,
 }
@@ -85,10 +98,12 @@ pub(crate) struct WireLink {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub(crate) struct WireFolder {
+pub(crate) struct WireFolder<'a> {
     pub folder_uid: String,
-    pub folder_key: String,
-    pub records: Option<Vec<WireRecord>>,
+    #[serde(borrow)]
+    pub folder_key: Cow<'a, str>,
+    #[serde(borrow)]
+    pub records: Option<Vec<WireRecord<'a>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

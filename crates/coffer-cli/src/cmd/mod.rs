@@ -1,6 +1,7 @@
 //! Command implementations.
 
 mod admin;
+pub mod client;
 mod dev;
 mod migrate;
 mod server;
@@ -22,6 +23,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             init_logging("warn");
             admin::run(command).await
         }
+        Command::Profile(args) => client::finish(client::profile::run(args)).await,
+        Command::Secret(args) => client::finish(client::secret::run(args)).await,
+        Command::Folder(args) => client::finish(client::folder::run(args)).await,
+        Command::Exec(args) => client::finish(client::exec::run(args)).await,
+        Command::Interpolate(args) => client::finish(client::interpolate::run(args)).await,
+        Command::Completion(args) => client::finish(async { client::completion::run(args) }).await,
     }
 }
 

@@ -1,0 +1,393 @@
+//! Fault injection: a small HTTPS test double in front of the real server that throttles,
+//! drops connections, answers garbage or 503, or forwards requests unchanged. The double is
+//! used only for these cases; everything else is tested against the real server.
+
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffer_sdk::config::keys;
+use coffer_sdk::{CacheOptions, MemoryStorage, RetryPolicy, SdkError, SecretsManager, Tls};
+use common::{TestServer, fixture, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Pass requests to the real server.
+    Forward,
+    /// Answer `n` requests with 403 `throttled` (and `retry_after`), then forward.
+    Throttle403 { times: usize, retry_after: u64 },
+    /// Answer `n` requests with 429 and a `Retry-After` header, then forward.
+    Throttle429 { times: usize },
+    /// Read the request, then close the connection without an answer.
+    Drop,
+    /// Answer 200 with bytes that are not the protocol.
+    Garbage,
+    /// Answer 503 with an HTML page.
+    Unavailable,
+    /// Answer 400 `bad_request` (a refusal, not an outage).
+    Refuse,
+    /// Read the request and never answer.
+    Hang,
+}
+
+struct Double {
+    port: u16,
+    pem: String,
+    hits: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    fault: Arc<Mutex<Fault>>,
+}
+
+impl Double {
+    fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+        self.hits.store(0, Ordering::SeqCst);
+    }
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+struct Request {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+async fn read_request<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let path = lines.next()?.split(' ').nth(1)?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[header_end + 4..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some(Request {
+        path,
+        headers,
+        body,
+    })
+}
+
+fn response(status: u16, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: application/octet-stream\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+async fn start_double(server: &TestServer) -> Double {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let pem = certified.cert.pem();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let fault = Arc::new(Mutex::new(Fault::Forward));
+    let upstream = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(&server.ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let base = server.base.clone();
+    let (h, f, c) = (hits.clone(), fault.clone(), connections.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let (hits, fault, upstream, base) =
+                (h.clone(), f.clone(), upstream.clone(), base.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                while let Some(req) = read_request(&mut tls).await {
+                    let n = hits.fetch_add(1, Ordering::SeqCst);
+                    let mode = *fault.lock().unwrap();
+                    let forward = || async {
+                        let mut call = upstream.post(format!("{base}{}", req.path));
+                        for (k, v) in &req.headers {
+                            if [
+                                "publickeyid",
+                                "transmissionkey",
+                                "authorization",
+                                "content-type",
+                            ]
+                            .contains(&k.as_str())
+                            {
+                                call = call.header(k.as_str(), v.as_str());
+                            }
+                        }
+                        match call.body(req.body.clone()).send().await {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                let body = r.bytes().await.unwrap_or_default();
+                                response(status, "", &body)
+                            }
+                            Err(_) => response(502, "", b"upstream failed"),
+                        }
+                    };
+                    let out = match mode {
+                        Fault::Forward => forward().await,
+                        Fault::Throttle403 { times, retry_after } if n < times => response(
+                            403,
+                            "",
+                            format!(r#"{{"error":"throttled","message":"slow down","retry_after":{retry_after}}}"#)
+                                .as_bytes(),
+                        ),
+                        Fault::Throttle429 { times } if n < times => {
+                            response(429, "retry-after: 0\r\n", b"Too Many Requests")
+                        }
+                        Fault::Throttle403 { .. } | Fault::Throttle429 { .. } => forward().await,
+                        Fault::Drop => return,
+                        Fault::Hang => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                        Fault::Garbage => response(200, "", b"this is not a KSM answer at all"),
+                        Fault::Unavailable => response(503, "", b"<html>Service Unavailable</html>"),
+                        Fault::Refuse => response(
+                            400,
+                            "",
+                            br#"{"error":"bad_request","message":"no"}"#,
+                        ),
+                    };
+                    if tls.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Double {
+        port,
+        pem,
+        hits,
+        connections,
+        fault,
+    }
+}
+
+/// A client already bound through the real server, then pointed at the double.
+async fn bound_client_via_double(
+    server: &TestServer,
+    double: &Double,
+    retry: RetryPolicy,
+    cache: Option<CacheOptions>,
+) -> SecretsManager {
+    let fx = fixture(server).await;
+    let direct = server.sdk_for(&[(&fx.folder, false)]).await;
+    direct.get_all_secrets().await.unwrap();
+    let mut config = direct.config();
+    config.set(keys::HOSTNAME, format!("127.0.0.1:{}", double.port));
+    let mut builder = SecretsManager::builder()
+        .use_env(false)
+        .storage(MemoryStorage::from_config(config))
+        .tls(Tls::ExtraCaPem(double.pem.clone().into_bytes()))
+        .retry_policy(retry)
+        .timeout(Duration::from_secs(2));
+    if let Some(cache) = cache {
+        builder = builder.cache(cache);
+    }
+    builder.build().unwrap()
+}
+
+fn fast_retries(max_retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_secs(2),
+        jitter: 0.25,
+    }
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_until_it_passes() {
+    let server = start().await;
+    let double = start_double(&server).await;
+    let sm = bound_client_via_double(&server, &double, fast_retries(5), None).await;
+    double.set(Fault::Forward);
+    assert_eq!(sm.get_all_secrets().await.unwrap().len(), 6);
+    assert_eq!(double.hits(), 1);
+
+    double.set(Fault::Throttle403 {
+        times: 3,
+        retry_after: 0,
+    });
+    assert_eq!(sm.get_all_secrets().await.unwrap().len(), 6);
+    assert_eq!(double.hits(), 4, "three throttled attempts, then success");
+
+    // The server's retry_after is honoured.
+    double.set(Fault::Throttle403 {
+        times: 1,
+        retry_after: 1,
+    });
+    let started = Instant::now();
+    sm.get_all_secrets().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // 429 counts as throttling too.
+    double.set(Fault::Throttle429 { times: 2 });
+    sm.get_all_secrets().await.unwrap();
+    assert_eq!(double.hits(), 3);
+}
+
+#[tokio::test]
+async fn throttling_gives_up_after_the_bounded_retries() {
+    let server = start().await;
+    let double = start_double(&server).await;
+    let sm = bound_client_via_double(&server, &double, fast_retries(3), None).await;
+    double.set(Fault::Throttle403 {
+        times: usize::MAX,
+        retry_after: 0,
+    });
+    match sm.get_all_secrets().await {
+        Err(SdkError::Throttled { retries, .. }) => assert_eq!(retries, 3),
+        other => panic!("expected Throttled, got {other:?}"),
+    }
+    assert_eq!(double.hits(), 4);
+}
+
+#[tokio::test]
+async fn drops_garbage_and_outages_are_reported() {
+    let server = start().await;
+    let double = start_double(&server).await;
+    let sm = bound_client_via_double(&server, &double, fast_retries(2), None).await;
+
+    double.set(Fault::Drop);
+    let err = sm.get_all_secrets().await.unwrap_err();
+    assert!(matches!(err, SdkError::Network(_)), "{err:?}");
+    assert!(err.is_unavailable());
+
+    double.set(Fault::Garbage);
+    let err = sm.get_all_secrets().await.unwrap_err();
+    assert!(matches!(err, SdkError::Protocol(_)), "{err:?}");
+
+    double.set(Fault::Unavailable);
+    let err = sm.get_all_secrets().await.unwrap_err();
+    assert!(matches!(err, SdkError::Http { status: 503, .. }), "{err:?}");
+    assert!(err.is_unavailable());
+    assert_eq!(double.hits(), 1, "a 503 is not retried as throttling");
+
+    double.set(Fault::Refuse);
+    let err = sm.get_all_secrets().await.unwrap_err();
+    assert_eq!(err.code(), Some("bad_request"));
+
+    double.set(Fault::Forward);
+    assert_eq!(sm.get_all_secrets().await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn the_offline_cache_covers_drops_and_5xx_but_not_refusals() {
+    let server = start().await;
+    let double = start_double(&server).await;
+    let sm = bound_client_via_double(
+        &server,
+        &double,
+        fast_retries(1),
+        Some(CacheOptions::memory()),
+    )
+    .await;
+    double.set(Fault::Forward);
+    let live = sm.get_all_secrets().await.unwrap();
+    assert!(!live.from_cache());
+
+    for fault in [Fault::Drop, Fault::Unavailable] {
+        double.set(fault);
+        let cached = sm.get_all_secrets().await.unwrap();
+        assert!(cached.from_cache(), "{fault:?}");
+        assert_eq!(cached.len(), live.len());
+    }
+    // Garbage and refusals are not outages: no cache.
+    double.set(Fault::Garbage);
+    assert!(matches!(
+        sm.get_all_secrets().await,
+        Err(SdkError::Protocol(_))
+    ));
+    double.set(Fault::Refuse);
+    assert!(sm.get_all_secrets().await.is_err());
+    // Back online: fresh answers again.
+    double.set(Fault::Forward);
+    assert!(!sm.get_all_secrets().await.unwrap().from_cache());
+}
+
+#[tokio::test]
+async fn one_connection_is_reused_and_a_silent_server_times_out() {
+    let server = start().await;
+    let double = start_double(&server).await;
+    let sm = bound_client_via_double(&server, &double, fast_retries(0), None).await;
+    double.set(Fault::Forward);
+    let before = double.connections();
+    for _ in 0..5 {
+        assert_eq!(sm.get_all_secrets().await.unwrap().len(), 6);
+    }
+    // Clones share the pool too.
+    let clone = sm.clone();
+    clone.get_folders().await.unwrap();
+    assert!(
+        double.connections() - before <= 1,
+        "keep-alive: {} new connections for 6 calls",
+        double.connections() - before
+    );
+
+    double.set(Fault::Hang);
+    let started = Instant::now();
+    let err = sm.get_all_secrets().await.unwrap_err();
+    assert!(matches!(err, SdkError::Network(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
