@@ -60,6 +60,8 @@ pub struct RunningServer {
     pub public_key: String,
     /// Its key id.
     pub key_id: u32,
+    /// `https://PUBLIC_HOST` as clients are told (with the bound port when listening on port 0).
+    pub public_url: String,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -192,6 +194,11 @@ pub async fn start(
         })?,
     };
     let local_addr = listener.local_addr()?;
+    let mut config = config;
+    if config.public_host.ends_with(":0") {
+        // Listening on an ephemeral port: tell clients the port actually bound.
+        config.public_host = format!("{}:{}", config.public_host_name(), local_addr.port());
+    }
     let (key_id, _) = keys.current();
     let public_key = keys.public_key_b64url();
     let state = AppState(Arc::new(Inner {
@@ -203,6 +210,7 @@ pub async fn start(
         audit,
     }));
     let setup_code = setup::ensure(&state).await.map_err(ServerError::Startup)?;
+    let public_url = state.config.public_base_url();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(serve(listener, tls, state, shutdown_rx, audit_task));
     Ok(RunningServer {
@@ -210,6 +218,7 @@ pub async fn start(
         setup_code,
         public_key,
         key_id,
+        public_url,
         shutdown,
         task,
     })

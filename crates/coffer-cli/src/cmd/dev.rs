@@ -25,15 +25,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
     };
     let config = config_from_args(&args, data_dir.clone());
-    let base = config.public_base_url();
     let server = coffer_server::start(config, None)
         .await
         .context("the dev server could not start (is the port taken? try --listen 127.0.0.1:0)")?;
-    let base = if args.listen.port() == 0 && args.public_host.is_none() {
-        format!("https://{}", server.local_addr)
-    } else {
-        base
-    };
+    let base = server.public_url.clone();
     let ca_cert = data_dir.join("tls").join("cert.pem");
     let password = coffer_crypto::encode_url(&coffer_crypto::random_bytes::<12>());
     let home = data_dir.join("home");
@@ -43,7 +38,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .context("this data dir already has an owner; --dev needs a fresh one (omit --data-dir)")?;
     let client = OwnerClient::new(&base, &ServerTrust::ExtraCa(ca_cert.clone()))?;
     let session = Session::register(client, "dev@localhost", &password, &code).await?;
-    let demo = provision(&session).await?;
+    let demo = provision(&session, &ca_cert).await?;
     SavedSession {
         server: base.clone(),
         email: session.email().to_owned(),
@@ -79,11 +74,19 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         demo.login
     );
     println!("          Demo Database {}", demo.database);
-    println!("Token     {}", demo.token);
     println!("Config    {}", demo.config);
+    println!("          (a bound device of Demo App: KSM_CONFIG for any number of processes)");
+    println!(
+        "Token     {}   (one-time, unbound: `coffer profile init --hostname {} TOKEN`)",
+        demo.token,
+        base.trim_start_matches("https://")
+    );
+    println!("          unbound config for it: {}", demo.one_time_config);
     println!();
     println!("Read a secret (another terminal):");
     println!("  source {}", data_dir.join("dev.env").display());
+    println!("  coffer secret list");
+    println!("  coffer secret get {} --unmask", demo.login);
     println!("  coffer vault record get {}", demo.login);
     println!(
         "  python3 -c \"from keeper_secrets_manager_core import SecretsManager; from keeper_secrets_manager_core.storage import InMemoryKeyValueStorage; import os; sm = SecretsManager(config=InMemoryKeyValueStorage(os.environ['KSM_CONFIG'])); print(sm.get_notation('keeper://{}/field/password'))\"",
@@ -100,10 +103,11 @@ struct Demo {
     database: String,
     app: String,
     token: String,
+    one_time_config: String,
     config: String,
 }
 
-async fn provision(session: &Session) -> Result<Demo> {
+async fn provision(session: &Session, ca_cert: &std::path::Path) -> Result<Demo> {
     let folder = session.create_folder("Demo", None).await?;
     let password = coffer_crypto::encode_url(&coffer_crypto::random_bytes::<15>());
     let login: RecordData = build_record(
@@ -140,22 +144,28 @@ async fn provision(session: &Session) -> Result<Demo> {
     let database = session.add_record(&folder, &database).await?;
     let app = session.create_app("Demo App").await?;
     session.share(&app, &folder, true).await?;
-    let client = session
-        .add_client(
-            &app,
-            &NewClientOptions {
-                name: Some("dev client".into()),
-                first_access_expires: None,
-                unlock_ip: true,
-            },
-        )
-        .await?;
+    let device = |name: &str| NewClientOptions {
+        name: Some(name.into()),
+        first_access_expires: None,
+        unlock_ip: true,
+    };
+    // A device bound here, so its config works for any number of processes (an unbound config
+    // binds once, in whichever process uses it first), and a one-time token left for trying.
+    let bound = session.add_client(&app, &device("dev device")).await?;
+    let sm = coffer_sdk::SecretsManager::builder()
+        .storage(coffer_sdk::MemoryStorage::from_text(&bound.config)?)
+        .tls(coffer_sdk::Tls::ExtraCaFile(ca_cert.to_path_buf()))
+        .use_env(false)
+        .build()?;
+    sm.get_all_secrets().await?;
+    let one_time = session.add_client(&app, &device("dev token")).await?;
     Ok(Demo {
         folder,
         login,
         database,
         app,
-        token: client.token,
-        config: client.config,
+        token: one_time.token,
+        one_time_config: one_time.config,
+        config: sm.config().to_base64(),
     })
 }

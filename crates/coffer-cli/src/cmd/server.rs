@@ -47,10 +47,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         None => default_data_dir()?,
     };
     let config = config_from_args(&args, data_dir.clone());
-    let public = config.public_base_url();
     let server = coffer_server::start(config, None)
         .await
         .context("the server could not start")?;
+    let public = server.public_url.clone();
     eprintln!(
         "Coffer {} listening on https://{} (public URL {public})",
         env!("CARGO_PKG_VERSION"),
