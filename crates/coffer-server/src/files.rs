@@ -166,6 +166,16 @@ impl FileStore {
         tokio::fs::File::open(self.object_path(uid)).await
     }
 
+    /// Removes the content of deleted files, logging (not failing on) what cannot be removed:
+    /// the rows are already gone, so a leftover is garbage, not data.
+    pub async fn remove_all(&self, uids: &[String]) {
+        for uid in uids {
+            if let Err(err) = self.remove(uid).await {
+                tracing::warn!(file = %uid, error = %err, "could not remove file content");
+            }
+        }
+    }
+
     /// Removes stored content (no error if absent).
     pub async fn remove(&self, uid: &str) -> std::io::Result<()> {
         match tokio::fs::remove_file(self.object_path(uid)).await {

@@ -32,6 +32,30 @@ pub fn download_url(state: &AppState, file_uid: &str) -> String {
     )
 }
 
+/// A streamed `200` answer with a file's encrypted content.
+pub async fn content_response(
+    state: &AppState,
+    file: &coffer_store::FileRow,
+) -> ApiResult<Response> {
+    let content = state
+        .files
+        .open_object(&file.uid)
+        .await
+        .map_err(|e| ApiError::internal(format!("file {} content missing: {e}", file.uid)))?;
+    let mut response = (
+        StatusCode::OK,
+        Body::from_stream(ReaderStream::new(content)),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
+    Ok(response)
+}
+
 /// `GET /files/{uid}/{expires}/{signature}`: the raw encrypted bytes.
 pub async fn download(
     State(state): State<AppState>,
@@ -52,22 +76,8 @@ pub async fn download(
         return Err(invalid());
     }
     let file = state.store.file(&uid).await.map_err(|_| invalid())?;
-    let content = state
-        .files
-        .open_object(&uid)
-        .await
-        .map_err(|e| ApiError::internal(format!("file {uid} content missing: {e}")))?;
-    let mut response = (
-        StatusCode::OK,
-        Body::from_stream(ReaderStream::new(content)),
-    )
-        .into_response();
+    let mut response = content_response(&state, &file).await?;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

@@ -165,14 +165,6 @@ async fn audit(state: &AppState, caller: &Caller, action: &str, target: &str) ->
         .map_err(Into::into)
 }
 
-async fn remove_contents(state: &AppState, files: &[String]) {
-    for uid in files {
-        if let Err(err) = state.files.remove(uid).await {
-            tracing::warn!(file = %uid, error = %err, "could not remove file content");
-        }
-    }
-}
-
 /// Rolls back transactions nobody completed in time (also run by the janitor).
 pub async fn expire_transactions(state: &AppState) -> ApiResult<()> {
     for (record_uid, owner_uid) in state.store.expire_transactions(now_ms()).await? {
@@ -245,7 +237,7 @@ pub async fn update_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply
         })
         .await
         .map_err(|err| transaction_error(&req.record_uid, err))?;
-    remove_contents(state, &change.removed_files).await;
+    state.files.remove_all(&change.removed_files).await;
     let action = if opened {
         "record.update.transaction"
     } else {
@@ -293,7 +285,7 @@ pub async fn complete_transaction(
         Err(StoreError::NotFound) => return Err(no_transaction()),
         Err(err) => return Err(err.into()),
     };
-    remove_contents(state, &change.removed_files).await;
+    state.files.remove_all(&change.removed_files).await;
     let action = if commit {
         "transaction.finalize"
     } else {
@@ -384,7 +376,7 @@ pub async fn delete_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply
                 Err(StoreError::NotFound) => return Err(invisible_record(record_uid)),
                 Err(err) => return Err(ApiError::from(err)),
             };
-            remove_contents(state, &removed.files).await;
+            state.files.remove_all(&removed.files).await;
             audit(state, caller, "record.delete", record_uid).await
         }
         .await;
@@ -484,7 +476,7 @@ pub async fn delete_folder(state: &AppState, caller: &Caller) -> ApiResult<Reply
                 Err(StoreError::NotFound) => return Err(invisible_folder(folder_uid)),
                 Err(err) => return Err(ApiError::from(err)),
             };
-            remove_contents(state, &removed.files).await;
+            state.files.remove_all(&removed.files).await;
             audit(state, caller, "folder.delete", folder_uid).await
         }
         .await;

@@ -15,15 +15,6 @@ use super::{Body, Owner, check_uid, ciphertext, not_found, owned};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, now_ms};
 
-async fn own_app(state: &AppState, owner: &Owner, uid: &str) -> ApiResult<AppRow> {
-    owned(
-        state.store.app(uid).await,
-        "application",
-        |a| &a.owner_uid,
-        owner,
-    )
-}
-
 fn share_out(row: ShareRow) -> Share {
     Share {
         target_uid: row.target_uid,
@@ -87,7 +78,7 @@ pub async fn put_share(
     Path(app_uid): Path<String>,
     Body(req): Body<ShareRequest>,
 ) -> ApiResult<Json<Share>> {
-    let app = own_app(&state, &owner, &app_uid).await?;
+    let app = owner.app(&state, &app_uid).await?;
     let key = ciphertext("key", &req.key, 60, 60)?;
     let kind = match state.store.folder(&req.target_uid).await {
         Ok(folder) if folder.owner_uid == owner.uid => {
@@ -146,7 +137,7 @@ pub async fn remove_share(
     Path(app_uid): Path<String>,
     Body(req): Body<RemoveShare>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let app = own_app(&state, &owner, &app_uid).await?;
+    let app = owner.app(&state, &app_uid).await?;
     match state.store.delete_share(&app.uid, &req.target_uid).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(not_found("share")),
@@ -175,7 +166,7 @@ pub async fn list_clients(
     owner: Owner,
     Path(app_uid): Path<String>,
 ) -> ApiResult<Json<Vec<Client>>> {
-    let app = own_app(&state, &owner, &app_uid).await?;
+    let app = owner.app(&state, &app_uid).await?;
     let rows = state.store.devices_of_app(&app.uid).await?;
     Ok(Json(rows.into_iter().map(client_out).collect()))
 }
@@ -187,7 +178,7 @@ pub async fn add_client(
     Path(app_uid): Path<String>,
     Body(req): Body<AddClientRequest>,
 ) -> ApiResult<Json<Client>> {
-    let app = own_app(&state, &owner, &app_uid).await?;
+    let app = owner.app(&state, &app_uid).await?;
     let client_id_bytes = ciphertext("client_id", &req.client_id, 64, 64)?;
     if coffer_crypto::encode_std(&client_id_bytes) != req.client_id {
         return Err(ApiError::bad_request(
@@ -242,7 +233,7 @@ pub async fn remove_client(
     Path(app_uid): Path<String>,
     Body(req): Body<RemoveClient>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let app = own_app(&state, &owner, &app_uid).await?;
+    let app = owner.app(&state, &app_uid).await?;
     match state.store.delete_device(&app.uid, &req.client_id).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(not_found("client")),

@@ -99,6 +99,36 @@ impl FromRequestParts<AppState> for Owner {
 }
 
 impl Owner {
+    /// A record of this owner (`not_found` for other owners' records, as for missing ones).
+    pub async fn record(&self, state: &AppState, uid: &str) -> ApiResult<coffer_store::RecordRow> {
+        owned(
+            state.store.record(uid).await,
+            "record",
+            |r| &r.owner_uid,
+            self,
+        )
+    }
+
+    /// A folder of this owner.
+    pub async fn folder(&self, state: &AppState, uid: &str) -> ApiResult<coffer_store::FolderRow> {
+        owned(
+            state.store.folder(uid).await,
+            "folder",
+            |f| &f.owner_uid,
+            self,
+        )
+    }
+
+    /// An application of this owner.
+    pub async fn app(&self, state: &AppState, uid: &str) -> ApiResult<coffer_store::AppRow> {
+        owned(
+            state.store.app(uid).await,
+            "application",
+            |a| &a.owner_uid,
+            self,
+        )
+    }
+
     /// Writes an audit event for an action of this owner.
     pub async fn audit(&self, state: &AppState, action: &str, target: &str) -> ApiResult<()> {
         state

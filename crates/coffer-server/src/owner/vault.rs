@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+
+use axum::response::Response;
 use coffer_crypto::{encode_std, encode_url, random_bytes, sha256};
 use coffer_proto::ErrorCode;
 use coffer_proto::owner::{
@@ -15,7 +15,6 @@ use coffer_proto::owner::{
     RenameFolderRequest, RestoreRequest, RevisionResponse, UidResponse, UpdateRecordRequest,
 };
 use coffer_store::{FileRow, FolderRow, RecordRow, RecordUpdate, StoreError, UploadRow};
-use tokio_util::io::ReaderStream;
 
 use super::{Body, Owner, check_uid, ciphertext, not_found, owned};
 use crate::error::{ApiError, ApiResult};
@@ -147,12 +146,7 @@ pub async fn get_record(
     owner: Owner,
     Path(uid): Path<String>,
 ) -> ApiResult<Json<Record>> {
-    let row = owned(
-        state.store.record(&uid).await,
-        "record",
-        |r| &r.owner_uid,
-        &owner,
-    )?;
+    let row = owner.record(&state, &uid).await?;
     let files = state
         .store
         .files_of_records(std::slice::from_ref(&row.uid))
@@ -169,12 +163,7 @@ pub async fn create_record(
     check_uid("uid", &req.uid)?;
     let key = ciphertext("key", &req.key, 60, 60)?;
     let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
-    let folder = owned(
-        state.store.folder(&req.folder_uid).await,
-        "folder",
-        |f| &f.owner_uid,
-        &owner,
-    )?;
+    let folder = owner.folder(&state, &req.folder_uid).await?;
     let now = now_ms();
     let row = RecordRow {
         uid: req.uid.clone(),
@@ -205,12 +194,7 @@ pub async fn attach_file(
     Body(req): Body<AttachFileRequest>,
 ) -> ApiResult<Json<AttachFileResponse>> {
     check_uid("uid", &req.uid)?;
-    let record = owned(
-        state.store.record(&record_uid).await,
-        "record",
-        |r| &r.owner_uid,
-        &owner,
-    )?;
+    let record = owner.record(&state, &record_uid).await?;
     let key = ciphertext("key", &req.key, 60, 60)?;
     let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
     let record_data = ciphertext("record_data", &req.record_data, 29, MAX_DATA_BYTES)?;
@@ -357,32 +341,7 @@ pub async fn download(
         |r| &r.owner_uid,
         &owner,
     )?;
-    let content = state
-        .files
-        .open_object(&uid)
-        .await
-        .map_err(|e| ApiError::internal(format!("file {uid} content missing: {e}")))?;
-    let mut response = (
-        StatusCode::OK,
-        HttpBody::from_stream(ReaderStream::new(content)),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
-    Ok(response)
-}
-
-async fn remove_contents(state: &AppState, files: &[String]) {
-    for uid in files {
-        if let Err(err) = state.files.remove(uid).await {
-            tracing::warn!(file = %uid, error = %err, "could not remove file content");
-        }
-    }
+    crate::links::content_response(&state, &file).await
 }
 
 fn update_error(record_uid: &str, err: StoreError) -> ApiError {
@@ -408,12 +367,7 @@ pub async fn update_record(
     Body(req): Body<UpdateRecordRequest>,
 ) -> ApiResult<Json<RevisionResponse>> {
     let data = ciphertext("data", &req.data, 29, MAX_DATA_BYTES)?;
-    owned(
-        state.store.record(&uid).await,
-        "record",
-        |r| &r.owner_uid,
-        &owner,
-    )?;
+    owner.record(&state, &uid).await?;
     for file in &req.remove_files {
         check_uid("remove_files", file)?;
     }
@@ -430,7 +384,7 @@ pub async fn update_record(
         })
         .await
         .map_err(|err| update_error(&uid, err))?;
-    remove_contents(&state, &change.removed_files).await;
+    state.files.remove_all(&change.removed_files).await;
     owner.audit(&state, "record.update", &uid).await?;
     for file in &change.removed_files {
         owner.audit(&state, "file.remove", file).await?;
@@ -446,12 +400,7 @@ pub async fn delete_record(
     owner: Owner,
     Path(uid): Path<String>,
 ) -> ApiResult<Json<RemovedResponse>> {
-    owned(
-        state.store.record(&uid).await,
-        "record",
-        |r| &r.owner_uid,
-        &owner,
-    )?;
+    owner.record(&state, &uid).await?;
     let removed = state
         .store
         .delete_record(&uid)
@@ -460,7 +409,7 @@ pub async fn delete_record(
             StoreError::NotFound => not_found("record"),
             other => other.into(),
         })?;
-    remove_contents(&state, &removed.files).await;
+    state.files.remove_all(&removed.files).await;
     owner.audit(&state, "record.delete", &uid).await?;
     Ok(Json(removed_out(removed)))
 }
@@ -479,12 +428,7 @@ pub async fn record_history(
     owner: Owner,
     Path(uid): Path<String>,
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {
-    owned(
-        state.store.record(&uid).await,
-        "record",
-        |r| &r.owner_uid,
-        &owner,
-    )?;
+    owner.record(&state, &uid).await?;
     let rows = state.store.record_history(&uid).await?;
     Ok(Json(
         rows.into_iter()
@@ -505,12 +449,7 @@ pub async fn restore_record(
     Path(uid): Path<String>,
     Body(req): Body<RestoreRequest>,
 ) -> ApiResult<Json<RevisionResponse>> {
-    owned(
-        state.store.record(&uid).await,
-        "record",
-        |r| &r.owner_uid,
-        &owner,
-    )?;
+    owner.record(&state, &uid).await?;
     let history = state.store.record_history(&uid).await?;
     let old = history
         .into_iter()
@@ -548,12 +487,7 @@ pub async fn rename_folder(
     Body(req): Body<RenameFolderRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let data = ciphertext("data", &req.data, 32, MAX_DATA_BYTES)?;
-    owned(
-        state.store.folder(&uid).await,
-        "folder",
-        |f| &f.owner_uid,
-        &owner,
-    )?;
+    owner.folder(&state, &uid).await?;
     state.store.update_folder(&uid, &data).await?;
     owner.audit(&state, "folder.rename", &uid).await?;
     Ok(Json(serde_json::json!({})))
@@ -566,12 +500,7 @@ pub async fn delete_folder(
     Path(uid): Path<String>,
     Body(req): Body<DeleteFolderRequest>,
 ) -> ApiResult<Json<RemovedResponse>> {
-    owned(
-        state.store.folder(&uid).await,
-        "folder",
-        |f| &f.owner_uid,
-        &owner,
-    )?;
+    owner.folder(&state, &uid).await?;
     if !req.force && !state.store.folder_is_empty(&uid).await? {
         return Err(ApiError::bad_request(format!(
             "Folder {uid} is not empty; delete what is in it first, or use --force to delete it \
@@ -579,7 +508,7 @@ pub async fn delete_folder(
         )));
     }
     let removed = state.store.delete_folder_tree(&uid).await?;
-    remove_contents(&state, &removed.files).await;
+    state.files.remove_all(&removed.files).await;
     owner.audit(&state, "folder.delete", &uid).await?;
     Ok(Json(removed_out(removed)))
 }
