@@ -389,18 +389,20 @@ fn folder_from(row: &SqliteRow) -> Result<FolderRow, sqlx::Error> {
     })
 }
 
+/// Decodes a row selected with `record_cols!()`, by position (the hot path of `get_secret`:
+/// looking columns up by name costs more than the decoding itself).
 fn record_from(row: &SqliteRow) -> Result<RecordRow, sqlx::Error> {
     Ok(RecordRow {
-        uid: row.try_get("uid")?,
-        owner_uid: row.try_get("owner_uid")?,
-        root_folder_uid: row.try_get("root_folder_uid")?,
-        folder_uid: row.try_get("folder_uid")?,
-        key: row.try_get("key")?,
-        owner_key: row.try_get("owner_key")?,
-        data: row.try_get("data")?,
-        revision: row.try_get("revision")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        uid: row.try_get(0)?,
+        owner_uid: row.try_get(1)?,
+        root_folder_uid: row.try_get(2)?,
+        folder_uid: row.try_get(3)?,
+        key: row.try_get(4)?,
+        owner_key: row.try_get(5)?,
+        data: row.try_get(6)?,
+        revision: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
     })
 }
 
