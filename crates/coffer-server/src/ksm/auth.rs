@@ -21,6 +21,8 @@ pub struct Caller {
     pub device: DeviceRow,
     /// Owner of the device's app.
     pub owner_uid: String,
+    /// The device's application.
+    pub app: coffer_store::AppRow,
     /// This request bound the device (or repeated a binding with the same key): the answer
     /// must carry `encryptedAppKey` and `appOwnerPublicKey`.
     pub binding: bool,
@@ -208,7 +210,8 @@ pub async fn authenticate(
     Ok(Caller {
         transmission_key,
         payload,
-        owner_uid: app.owner_uid,
+        owner_uid: app.owner_uid.clone(),
+        app,
         device,
         binding,
         ip: ip.to_owned(),

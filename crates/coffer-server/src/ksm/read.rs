@@ -112,7 +112,7 @@ fn secret_record(
 pub async fn get_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply> {
     let request: GetSecretRequest = serde_json::from_slice(&caller.payload)
         .map_err(|e| ApiError::bad_request(format!("Invalid get_secret payload: {e}")))?;
-    let app = state.store.app(&caller.device.app_uid).await?;
+    let app = &caller.app;
     let view = load_view(state, &app.uid).await?;
     let wanted_records = non_empty_set(&request.requested_records);
     let wanted_folders = non_empty_set(&request.requested_folders);
@@ -235,8 +235,7 @@ pub async fn get_folders(state: &AppState, caller: &Caller) -> ApiResult<Reply> 
         ..Default::default()
     };
     if caller.binding {
-        let app = state.store.app(&caller.device.app_uid).await?;
-        let owner = state.store.owner(&app.owner_uid).await?;
+        let owner = state.store.owner(&caller.app.owner_uid).await?;
         response.encrypted_app_key = Some(encode_std(&caller.device.encrypted_app_key));
         response.app_owner_public_key = Some(encode_std(&owner.public_key));
     }
