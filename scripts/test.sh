@@ -15,12 +15,13 @@ scripts/python-venv.sh
 
 step "PostgreSQL (127.0.0.1:5432, database test)"
 export COFFER_TEST_POSTGRES_URL="${COFFER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
-if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+pg_up() { psql "$COFFER_TEST_POSTGRES_URL" -qAtc 'select 1' >/dev/null 2>&1; }
+if ! pg_up; then
     echo "PostgreSQL is not answering; trying to start the local cluster"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
 fi
-pg_isready -h 127.0.0.1 -p 5432
+pg_up || { echo "PostgreSQL is required at $COFFER_TEST_POSTGRES_URL (trust auth)" >&2; exit 1; }
 
 step "Formatting"
 cargo fmt --all -- --check
