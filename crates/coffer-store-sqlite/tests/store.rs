@@ -2,6 +2,7 @@
 //! specific to SQLite: file permissions, history rows, foreign keys, concurrent opening, and
 //! acknowledged writes surviving a killed process.
 
+#[macro_use]
 mod suite;
 
 use std::io::{BufRead, BufReader, Write};
@@ -62,42 +63,7 @@ macro_rules! suite_tests {
     };
 }
 
-suite_tests!(
-    settings,
-    settings_init_race,
-    owners,
-    first_owner_race,
-    sessions,
-    folders,
-    records,
-    upload_lifecycle,
-    upload_stale_revision,
-    upload_completion_race,
-    upload_uid_race,
-    upload_expiry,
-    apps_and_shares,
-    devices,
-    bind_device_race,
-    audit,
-    audit_limits,
-    survives_reopen,
-    record_updates,
-    record_update_stale,
-    transaction_finalize,
-    transaction_rollback,
-    transaction_expiry,
-    transaction_expiry_race,
-    record_update_race,
-    transaction_end_race,
-    record_history_order,
-    record_deletion,
-    folder_updates,
-    folder_emptiness,
-    folder_tree_deletion,
-    count_request,
-    export_import_round_trip,
-    import_refuses_a_non_empty_store,
-);
+all_suite_tests!(suite_tests);
 
 // ---- SQLite specifics ----------------------------------------------------------------------
 
