@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Caller, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::owner::vault::{MAX_DATA_BYTES, out_of_sync};
+use crate::owner::vault::{MAX_DATA_BYTES, out_of_sync, record_change_error};
 use crate::state::{AppState, now_ms};
 
 /// Path of the KSM upload endpoint (the token follows).
@@ -184,21 +184,6 @@ pub async fn expire_transactions(state: &AppState) -> ApiResult<()> {
     Ok(())
 }
 
-fn transaction_error(record_uid: &str, err: StoreError) -> ApiError {
-    match err {
-        StoreError::Precondition("transaction open") => ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "Record {record_uid} has an open transaction: finalize or roll it back before \
-                 updating it again."
-            ),
-        ),
-        StoreError::Precondition(_) => out_of_sync(record_uid),
-        StoreError::NotFound => invisible_record(record_uid),
-        other => other.into(),
-    }
-}
-
 /// `update_secret`.
 pub async fn update_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply> {
     let req: UpdateSecretRequest = parse(caller, "update_secret")?;
@@ -236,7 +221,9 @@ pub async fn update_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply
             now: now_ms(),
         })
         .await
-        .map_err(|err| transaction_error(&req.record_uid, err))?;
+        .map_err(|err| {
+            record_change_error(&req.record_uid, err, invisible_record(&req.record_uid))
+        })?;
     state.files.remove_all(&change.removed_files).await;
     let action = if opened {
         "record.update.transaction"

@@ -241,6 +241,23 @@ pub async fn attach_file(
     }))
 }
 
+/// Maps the store's refusal of a record change: an open transaction, a stale revision, or
+/// `missing` when the record is gone. Shared by the owner API and the KSM write endpoints.
+pub fn record_change_error(record_uid: &str, err: StoreError, missing: ApiError) -> ApiError {
+    match err {
+        StoreError::Precondition("transaction open") => ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "Record {record_uid} has an open transaction: it must be finalized or rolled \
+                 back first."
+            ),
+        ),
+        StoreError::Precondition(_) => out_of_sync(record_uid),
+        StoreError::NotFound => missing,
+        other => other.into(),
+    }
+}
+
 /// The stale-revision error (message as the protocol observes it).
 pub fn out_of_sync(record_uid: &str) -> ApiError {
     ApiError::new(
@@ -289,18 +306,14 @@ where
         Ok(_) => Ok(upload),
         Err(err) => {
             let _ = state.files.remove(&upload.file.uid).await;
-            Err(match err {
-                StoreError::Precondition("transaction open") => ApiError::bad_request(format!(
-                    "Record {} has an open transaction; finalize or roll it back, then add the file again.",
-                    upload.file.record_uid
-                )),
-                StoreError::Precondition(_) => out_of_sync(&upload.file.record_uid),
-                StoreError::NotFound => ApiError::new(
+            Err(record_change_error(
+                &upload.file.record_uid,
+                err,
+                ApiError::new(
                     ErrorCode::NotFound,
                     "This upload link is unknown, already used or expired; add the file again.",
                 ),
-                other => other.into(),
-            })
+            ))
         }
     }
 }
@@ -344,21 +357,6 @@ pub async fn download(
     crate::links::content_response(&state, &file).await
 }
 
-fn update_error(record_uid: &str, err: StoreError) -> ApiError {
-    match err {
-        StoreError::Precondition("transaction open") => ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "Record {record_uid} has an open device transaction; wait until it is finalized \
-                 or rolled back."
-            ),
-        ),
-        StoreError::Precondition(_) => out_of_sync(record_uid),
-        StoreError::NotFound => not_found("record"),
-        other => other.into(),
-    }
-}
-
 /// `PUT /records/{uid}`: edit a record (optimistic: the revision must be current).
 pub async fn update_record(
     State(state): State<AppState>,
@@ -383,7 +381,7 @@ pub async fn update_record(
             now: now_ms(),
         })
         .await
-        .map_err(|err| update_error(&uid, err))?;
+        .map_err(|err| record_change_error(&uid, err, not_found("record")))?;
     state.files.remove_all(&change.removed_files).await;
     owner.audit(&state, "record.update", &uid).await?;
     for file in &change.removed_files {
@@ -472,7 +470,7 @@ pub async fn restore_record(
             now: now_ms(),
         })
         .await
-        .map_err(|err| update_error(&uid, err))?;
+        .map_err(|err| record_change_error(&uid, err, not_found("record")))?;
     owner.audit(&state, "record.restore", &uid).await?;
     Ok(Json(RevisionResponse {
         revision: change.revision,
