@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_store::{
-    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow, Millis,
-    NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
-    ShareRow, Snapshot, Store, StoreError, StoreResult, TransactionRow, UploadRow,
+    AppContents, AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow,
+    HistoryRow, Millis, NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed,
+    SessionRow, ShareKind, ShareRow, Snapshot, Store, StoreError, StoreResult, TransactionRow,
+    UploadRow,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
@@ -39,7 +40,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Connections in the pool. SQLite has one writer at a time; the rest serve concurrent reads.
 const POOL_SIZE: u32 = 5;
 /// How long a statement waits for a lock held by another connection before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often opening retries connecting when the database is busy.
 const CONNECT_ATTEMPTS: u32 = 5;
 /// How often opening retries the migrations (another process may be applying them right now).
@@ -117,11 +118,15 @@ macro_rules! audit_cols {
     };
 }
 
+mod readers;
+
 /// The SQLite store. Cheap to clone (it is a connection pool handle); clones share the pool and
 /// the request counters.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Connections of the hot read path (see the `readers` module).
+    readers: Arc<readers::Readers>,
     counters: Arc<Mutex<RateCounters>>,
 }
 
@@ -208,12 +213,14 @@ impl SqliteStore {
         tracing::debug!(path = %path.display(), "sqlite store open");
         Ok(SqliteStore {
             pool,
+            readers: readers::Readers::new(path.to_path_buf()),
             counters: Arc::new(Mutex::new(RateCounters::new())),
         })
     }
 
     /// Closes every connection (waiting for running statements). Later calls fail.
     pub async fn close(&self) {
+        self.readers.close();
         self.pool.close().await;
     }
 
@@ -335,7 +342,7 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 
 /// A `Backend` error naming the operation. sqlx messages carry SQLite's text (constraint and
 /// table names), never bound values, so no secret ends up in it.
-fn backend(op: &str, e: &dyn std::fmt::Display) -> StoreError {
+pub(crate) fn backend(op: &str, e: &dyn std::fmt::Display) -> StoreError {
     tracing::warn!(op, error = %e, "sqlite store error");
     StoreError::Backend(format!("{op}: {e}"))
 }
@@ -1251,7 +1258,7 @@ async fn import_in(conn: &mut SqliteConnection, snapshot: &Snapshot) -> StoreRes
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
-        self.pool.close().await;
+        SqliteStore::close(self).await;
     }
 
     // ---- server settings -------------------------------------------------------------
@@ -1824,6 +1831,15 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn app_contents(&self, app_uid: &str) -> StoreResult<AppContents> {
+        let app_uid = app_uid.to_owned();
+        self.readers
+            .read("app_contents", move |conn| {
+                readers::app_contents(conn, &app_uid)
+            })
+            .await
     }
 
     async fn shares_of_app(&self, app_uid: &str) -> StoreResult<Vec<ShareRow>> {

@@ -405,6 +405,19 @@ pub struct Snapshot {
     pub audit: Vec<AuditRow>,
 }
 
+/// Everything an application can see: what [`Store::app_contents`] returns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AppContents {
+    /// The app's shares, by target UID (as [`Store::shares_of_app`]).
+    pub shares: Vec<ShareRow>,
+    /// Records in the trees of the app's folder shares, by creation time, then UID.
+    pub folder_records: Vec<RecordRow>,
+    /// Records shared with the app directly, by creation time, then UID.
+    pub direct_records: Vec<RecordRow>,
+    /// Complete files of all those records, by creation time, then UID.
+    pub files: Vec<FileRow>,
+}
+
 /// The storage interface. See the crate docs for the contract.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -496,6 +509,36 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_share(&self, app_uid: &str, target_uid: &str) -> StoreResult<()>;
     /// All shares of an app.
     async fn shares_of_app(&self, app_uid: &str) -> StoreResult<Vec<ShareRow>>;
+    /// Everything an app can see (its shares, their records and files): what `get_secret`
+    /// answers from. An implementation should read it at one point in time; this default
+    /// composes [`Store::shares_of_app`], [`Store::records_in_roots`],
+    /// [`Store::records_by_uids`] and [`Store::files_of_records`].
+    async fn app_contents(&self, app_uid: &str) -> StoreResult<AppContents> {
+        let shares = self.shares_of_app(app_uid).await?;
+        let targets = |kind: ShareKind| -> Vec<String> {
+            shares
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| s.target_uid.clone())
+                .collect()
+        };
+        let folder_records = self.records_in_roots(&targets(ShareKind::Folder)).await?;
+        let direct_records = self.records_by_uids(&targets(ShareKind::Record)).await?;
+        let mut uids: Vec<String> = folder_records
+            .iter()
+            .chain(&direct_records)
+            .map(|r| r.uid.clone())
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        let files = self.files_of_records(&uids).await?;
+        Ok(AppContents {
+            shares,
+            folder_records,
+            direct_records,
+            files,
+        })
+    }
 
     // ---- devices ---------------------------------------------------------------------------
 

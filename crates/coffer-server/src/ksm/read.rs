@@ -27,36 +27,25 @@ struct AppView {
 }
 
 async fn load_view(state: &AppState, app_uid: &str) -> ApiResult<AppView> {
-    let shares = state.store.shares_of_app(app_uid).await?;
-    let (folder_shares, direct_shares): (Vec<_>, Vec<_>) = shares
+    let contents = state.store.app_contents(app_uid).await?;
+    let (folder_shares, direct_shares): (Vec<_>, Vec<_>) = contents
+        .shares
         .into_iter()
         .partition(|s| s.kind == ShareKind::Folder);
-    let roots: Vec<String> = folder_shares.iter().map(|s| s.target_uid.clone()).collect();
-    let direct_uids: Vec<String> = direct_shares.iter().map(|s| s.target_uid.clone()).collect();
     let mut folder_records: HashMap<String, Vec<RecordRow>> = HashMap::new();
-    for record in state.store.records_in_roots(&roots).await? {
+    for record in contents.folder_records {
         folder_records
             .entry(record.root_folder_uid.clone())
             .or_default()
             .push(record);
     }
-    let direct_records: HashMap<String, RecordRow> = state
-        .store
-        .records_by_uids(&direct_uids)
-        .await?
+    let direct_records: HashMap<String, RecordRow> = contents
+        .direct_records
         .into_iter()
         .map(|r| (r.uid.clone(), r))
         .collect();
-    let all_uids: Vec<String> = folder_records
-        .values()
-        .flatten()
-        .map(|r| r.uid.clone())
-        .chain(direct_records.keys().cloned())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
     let mut files: HashMap<String, Vec<FileRow>> = HashMap::new();
-    for file in state.store.files_of_records(&all_uids).await? {
+    for file in contents.files {
         files.entry(file.record_uid.clone()).or_default().push(file);
     }
     Ok(AppView {

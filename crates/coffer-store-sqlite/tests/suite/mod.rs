@@ -26,6 +26,7 @@ macro_rules! all_suite_tests {
             upload_uid_race,
             upload_expiry,
             apps_and_shares,
+            app_contents,
             devices,
             bind_device_race,
             audit,
@@ -56,9 +57,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coffer_store::{
-    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow,
-    NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
-    ShareRow, Snapshot, Store, StoreError, TransactionRow, TransactionStart, UploadRow,
+    AppContents, AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow,
+    HistoryRow, NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed,
+    SessionRow, ShareKind, ShareRow, Snapshot, Store, StoreError, TransactionRow, TransactionStart,
+    UploadRow,
 };
 
 /// Opens the backend under test.
@@ -967,6 +969,130 @@ pub async fn apps_and_shares<H: Harness>(h: &H) {
     assert_eq!(s.shares_of_app("a2").await.expect("a2 untouched").len(), 1);
     assert!(s.shares_of_app("a3").await.expect("none").is_empty());
     assert!(s.shares_of_app("nope").await.expect("none").is_empty());
+}
+
+/// `app_contents`: exactly what the app's shares reach, each list in its order, files once.
+pub async fn app_contents<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let file = |uid: &str, record: &str, at: i64| FileRow {
+        uid: uid.to_owned(),
+        record_uid: record.to_owned(),
+        key: bytes("filekey", uid),
+        owner_key: None,
+        data: bytes("filedata", uid),
+        size: 10,
+        created_at: at,
+    };
+    let share = |app: &str, target: &str, kind: ShareKind, editable: bool| ShareRow {
+        app_uid: app.to_owned(),
+        target_uid: target.to_owned(),
+        kind,
+        key: bytes("skey", target),
+        editable,
+    };
+    // sf-a holds a sub-folder; two records share a creation time (then the UID decides).
+    let ra1 = record("ra1", "o1", "sf-a", "sf-a", 50);
+    let ra2 = record("ra2", "o1", "sf-a", "a-1", 10);
+    let ra3 = record("ra3", "o1", "sf-a", "a-1", 50);
+    let ra0 = record("ra0", "o1", "sf-a", "sf-a", 50);
+    let rb1 = record("rb1", "o1", "sf-b", "sf-b", 20);
+    let rc1 = record("rc1", "o1", "sf-c", "sf-c", 5);
+    let rc2 = record("rc2", "o1", "sf-c", "sf-c", 6);
+    let ro2 = record("ro2", "o2", "sf-o2", "sf-o2", 1);
+    let files = vec![
+        file("fa1-late", "ra1", 90),
+        file("fa1-early", "ra1", 40),
+        file("fa2", "ra2", 60),
+        file("fb1", "rb1", 70),
+        file("fc2", "rc2", 80),
+        file("fo2", "ro2", 30),
+    ];
+    let shares = vec![
+        share("app1", "sf-a", ShareKind::Folder, false),
+        share("app1", "rc1", ShareKind::Record, true),
+        share("app1", "r-gone", ShareKind::Record, false),
+        share("app3", "sf-b", ShareKind::Folder, true),
+        share("app3", "rb1", ShareKind::Record, false),
+    ];
+    s.import(&Snapshot {
+        owners: vec![owner("o1", "o1@example.com"), owner("o2", "o2@example.com")],
+        folders: vec![
+            shared("sf-a", "o1", 1),
+            folder("a-1", "o1", Some("sf-a"), "sf-a", 2),
+            shared("sf-b", "o1", 3),
+            shared("sf-c", "o1", 4),
+            shared("sf-o2", "o2", 5),
+        ],
+        records: vec![
+            ra1.clone(),
+            ra2.clone(),
+            ra3.clone(),
+            ra0.clone(),
+            rb1.clone(),
+            rc1.clone(),
+            rc2.clone(),
+            ro2.clone(),
+        ],
+        files: files.clone(),
+        apps: vec![
+            app("app1", "o1", 1),
+            app("app2", "o1", 2),
+            app("app3", "o1", 3),
+        ],
+        shares: shares.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("vault");
+
+    let one = s.app_contents("app1").await.expect("app1");
+    assert_eq!(
+        one,
+        AppContents {
+            shares: vec![shares[2].clone(), shares[1].clone(), shares[0].clone()],
+            folder_records: vec![ra2.clone(), ra0.clone(), ra1.clone(), ra3.clone()],
+            direct_records: vec![rc1.clone()],
+            files: vec![files[1].clone(), files[2].clone(), files[0].clone()],
+        },
+        "app1: its folder tree and its one existing direct record, nothing of rc2 or o2"
+    );
+    // The same as the general statements say.
+    assert_eq!(one.shares, s.shares_of_app("app1").await.expect("shares"));
+    assert_eq!(
+        one.folder_records,
+        s.records_in_roots(&strings(&["sf-a"]))
+            .await
+            .expect("roots")
+    );
+    assert_eq!(
+        one.files,
+        s.files_of_records(&strings(&["ra0", "ra1", "ra2", "ra3", "rc1"]))
+            .await
+            .expect("files")
+    );
+
+    // A record reached twice (its folder and directly) is in both lists, its file once.
+    let three = s.app_contents("app3").await.expect("app3");
+    assert_eq!(three.folder_records, vec![rb1.clone()]);
+    assert_eq!(three.direct_records, vec![rb1.clone()]);
+    assert_eq!(three.files, vec![files[3].clone()]);
+
+    // No shares, or no such app: nothing, not an error.
+    assert_eq!(
+        s.app_contents("app2").await.expect("app2"),
+        AppContents::default()
+    );
+    assert_eq!(
+        s.app_contents("nope").await.expect("nope"),
+        AppContents::default()
+    );
+
+    // Changes are seen by the next read.
+    s.delete_share("app1", "sf-a").await.expect("unshare");
+    let after = s.app_contents("app1").await.expect("after unshare");
+    assert!(after.folder_records.is_empty());
+    assert_eq!(after.direct_records, vec![rc1.clone()]);
+    assert!(after.files.is_empty());
 }
 
 // ---- devices -------------------------------------------------------------------------------
