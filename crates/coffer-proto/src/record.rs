@@ -358,6 +358,59 @@ mod tests {
     }
 
     #[test]
+    fn parsing_keeps_every_key_where_it_belongs() {
+        let text = br#"{"fields":[{"value":[{"hostName":"h","port":"1"}],"type":"host","title":"kept","privacyScreen":true,"label":null}],
+            "label":"record-level","ti\u0074le":"escaped key","type":"login","custom":[{"type":"text","label":"L","value":[]}],
+            "notes":null,"x":{"nested":[1,2]}}"#;
+        let rec = RecordData::from_slice(text).unwrap();
+        assert_eq!(rec.title, "escaped key");
+        assert_eq!(rec.record_type, "login");
+        assert_eq!(rec.notes, None);
+        assert_eq!(rec.fields.len(), 1);
+        assert_eq!(rec.fields[0].field_type, "host");
+        assert_eq!(rec.fields[0].label, None);
+        assert_eq!(rec.fields[0].extra["title"], "kept");
+        assert_eq!(rec.fields[0].extra["privacyScreen"], true);
+        assert_eq!(rec.custom[0].label.as_deref(), Some("L"));
+        assert_eq!(rec.extra["label"], "record-level");
+        assert_eq!(rec.extra["x"]["nested"][1], 2);
+        // Written back, it is the same JSON value (null notes and labels are left out).
+        let back: Value = serde_json::from_slice(&rec.to_vec()).unwrap();
+        let mut expected: Value = serde_json::from_slice(text).unwrap();
+        expected.as_object_mut().unwrap().remove("notes");
+        expected["fields"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("label");
+        assert_eq!(back, expected);
+        // Missing optional parts default.
+        let bare = RecordData::from_slice(br#"{"title":"","type":"t"}"#).unwrap();
+        assert!(bare.fields.is_empty() && bare.custom.is_empty() && bare.extra.is_empty());
+    }
+
+    #[test]
+    fn parsing_refuses_what_is_not_a_record() {
+        for bad in [
+            &br#"{"type":"login"}"#[..],
+            br#"{"title":"t"}"#,
+            br#"{"title":"t","type":"login","title":"again"}"#,
+            br#"{"title":"t","type":"login","fields":null}"#,
+            br#"{"title":"t","type":"login","fields":[{"value":[]}]}"#,
+            br#"{"title":"t","type":"login","fields":[{"type":"a","type":"b"}]}"#,
+            br#"{"title":"t","type":"login","fields":[{"type":"a","value":"not a list"}]}"#,
+            br#"{"title":1,"type":"login"}"#,
+            br#"["title","type"]"#,
+            br#"{"title":"t","type":"login""#,
+        ] {
+            assert!(
+                RecordData::from_slice(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
     fn field_lookup_prefers_label_then_type_ignoring_case() {
         let rec = RecordData {
             fields: vec![
