@@ -2,7 +2,7 @@
 # Runs every test of the project: what CI runs (.ci/run calls this script).
 #
 #   1. Python venv with the official KSM SDK (for the conformance suite and interop tests)
-#   2. formatting and lints
+#   2. formatting, lints and the API docs (rustdoc warnings are errors)
 #   3. all Rust tests (unit, integration against a real server over HTTPS, examples built)
 #   4. the official Python SDK conformance suite against a real `coffer server`
 set -euo pipefail
@@ -31,6 +31,9 @@ cargo build --workspace --all-targets --locked
 
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "API documentation (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -93,7 +93,8 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// HOST[:PORT] clients use to reach this server (goes into client configs and file links).
+    /// HOST or HOST:PORT clients use to reach this server (goes into client configs and file
+    /// links).
     /// [default: the --listen address]
     #[arg(long, env = "COFFER_PUBLIC_HOST")]
     pub public_host: Option<String>,
@@ -115,8 +116,9 @@ pub struct ServerArgs {
         conflicts_with = "server_key_file"
     )]
     pub server_key: Option<String>,
-    /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (several instances
-    /// may share a PostgreSQL database). [default: SQLite in DATA_DIR/coffer.db]
+    /// Database: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB (password and port
+    /// optional; several instances may share a PostgreSQL database).
+    /// [default: SQLite in DATA_DIR/coffer.db]
     #[arg(long, env = "COFFER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Most connections to PostgreSQL this instance opens (every instance counts against the
@@ -200,7 +202,7 @@ pub enum VaultCommand {
         after_help = "The master password comes from COFFER_PASSWORD or a prompt.\nExample:\n  coffer vault register --server https://127.0.0.1:8443 --email me@example.com --setup-code $(cat DATA_DIR/setup-code) --ca-cert DATA_DIR/tls/cert.pem"
     )]
     Register {
-        /// Server URL, https://HOST[:PORT].
+        /// Server URL, https://HOST or https://HOST:PORT.
         #[arg(long)]
         server: String,
         /// Login email.
@@ -212,7 +214,7 @@ pub enum VaultCommand {
     },
     /// Log in and remember the session in COFFER_HOME.
     Login {
-        /// Server URL, https://HOST[:PORT].
+        /// Server URL, https://HOST or https://HOST:PORT.
         #[arg(long)]
         server: String,
         /// Login email.

@@ -51,7 +51,7 @@ pub enum ProfileCommand {
         /// The token, as the official ksm CLI spells it.
         #[arg(long = "token", value_name = "TOKEN", conflicts_with = "token")]
         token_flag: Option<String>,
-        /// Server HOST[:PORT] when it is not the token's host on port 443.
+        /// Server HOST or HOST:PORT when it is not the token's host on port 443.
         #[arg(long, value_name = "HOST[:PORT]")]
         hostname: Option<String>,
         /// The server's public key (B64URL of 65 bytes). Default: asked from a Coffer server;
