@@ -59,13 +59,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_store::{
-    AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow, HistoryRow, Millis,
-    NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed, SessionRow, ShareKind,
-    ShareRow, Snapshot, Store, StoreError, StoreResult, TransactionRow, UploadRow,
+    AppContents, AppRow, AuditFilter, AuditRow, BindOutcome, DeviceRow, FileRow, FolderRow,
+    HistoryRow, Millis, NewAuditEvent, OwnerRow, RecordChange, RecordRow, RecordUpdate, Removed,
+    SessionRow, ShareKind, ShareRow, Snapshot, Store, StoreError, StoreResult, TransactionRow,
+    UploadRow,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow};
 use sqlx::query_builder::Separated;
 use sqlx::{Connection, Postgres, QueryBuilder, Row, Transaction};
 
@@ -548,6 +549,125 @@ fn decode_all<T>(
     rows.iter()
         .map(|row| decode(row).map_err(map_err(op)))
         .collect()
+}
+
+// ---- what an application sees --------------------------------------------------------------
+
+/// Ends a read-only transaction. Nothing was written: ending it either way is the same, so a
+/// failure is only logged.
+async fn end_read(op: &'static str, tx: Transaction<'_, Postgres>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::debug!(op, error = %e, "postgres rollback of a read transaction failed");
+    }
+}
+
+/// All shares of an app, by target UID.
+async fn shares_of_app_on<'e>(
+    ex: impl PgExecutor<'e>,
+    app_uid: &str,
+) -> StoreResult<Vec<ShareRow>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        cols!(shares),
+        " FROM shares WHERE app_uid = $1 ORDER BY target_uid"
+    ))
+    .bind(app_uid)
+    .fetch_all(ex)
+    .await
+    .map_err(map_err("shares_of_app"))?;
+    rows.iter().map(share_from).collect()
+}
+
+/// Records whose root folder is one of `root_uids`, by creation time, then UID.
+async fn records_in_roots_on<'e>(
+    ex: impl PgExecutor<'e>,
+    root_uids: &[String],
+) -> StoreResult<Vec<RecordRow>> {
+    let op = "records_in_roots";
+    if root_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        cols!(records),
+        " FROM records WHERE root_folder_uid = ANY($1) ORDER BY created_at, uid"
+    ))
+    .bind(root_uids)
+    .fetch_all(ex)
+    .await
+    .map_err(map_err(op))?;
+    decode_all(op, &rows, record_from)
+}
+
+/// The records among `uids` that exist, by creation time, then UID.
+async fn records_by_uids_on<'e>(
+    ex: impl PgExecutor<'e>,
+    uids: &[String],
+) -> StoreResult<Vec<RecordRow>> {
+    let op = "records_by_uids";
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        cols!(records),
+        " FROM records WHERE uid = ANY($1) ORDER BY created_at, uid"
+    ))
+    .bind(uids)
+    .fetch_all(ex)
+    .await
+    .map_err(map_err(op))?;
+    decode_all(op, &rows, record_from)
+}
+
+/// Files of the records `record_uids`, by creation time, then UID.
+async fn files_of_records_on<'e>(
+    ex: impl PgExecutor<'e>,
+    record_uids: &[String],
+) -> StoreResult<Vec<FileRow>> {
+    let op = "files_of_records";
+    if record_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        cols!(files),
+        " FROM files WHERE record_uid = ANY($1) ORDER BY created_at, uid"
+    ))
+    .bind(record_uids)
+    .fetch_all(ex)
+    .await
+    .map_err(map_err(op))?;
+    decode_all(op, &rows, file_from)
+}
+
+/// The body of [`Store::app_contents`], inside one `REPEATABLE READ` read-only transaction.
+async fn app_contents_in(conn: &mut PgConnection, app_uid: &str) -> StoreResult<AppContents> {
+    let shares = shares_of_app_on(&mut *conn, app_uid).await?;
+    let targets = |kind: ShareKind| -> Vec<String> {
+        shares
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.target_uid.clone())
+            .collect()
+    };
+    let folder_records = records_in_roots_on(&mut *conn, &targets(ShareKind::Folder)).await?;
+    let direct_records = records_by_uids_on(&mut *conn, &targets(ShareKind::Record)).await?;
+    let mut uids: Vec<&str> = folder_records
+        .iter()
+        .chain(&direct_records)
+        .map(|r| r.uid.as_str())
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    let uids: Vec<String> = uids.into_iter().map(str::to_owned).collect();
+    let files = files_of_records_on(&mut *conn, &uids).await?;
+    Ok(AppContents {
+        shares,
+        folder_records,
+        direct_records,
+        files,
+    })
 }
 
 // ---- ordering helpers ----------------------------------------------------------------------
@@ -1834,54 +1954,15 @@ impl Store for PostgresStore {
     }
 
     async fn records_in_roots(&self, root_uids: &[String]) -> StoreResult<Vec<RecordRow>> {
-        let op = "records_in_roots";
-        if root_uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cols!(records),
-            " FROM records WHERE root_folder_uid = ANY($1) ORDER BY created_at, uid"
-        ))
-        .bind(root_uids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err(op))?;
-        decode_all(op, &rows, record_from)
+        records_in_roots_on(&self.pool, root_uids).await
     }
 
     async fn records_by_uids(&self, uids: &[String]) -> StoreResult<Vec<RecordRow>> {
-        let op = "records_by_uids";
-        if uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cols!(records),
-            " FROM records WHERE uid = ANY($1) ORDER BY created_at, uid"
-        ))
-        .bind(uids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err(op))?;
-        decode_all(op, &rows, record_from)
+        records_by_uids_on(&self.pool, uids).await
     }
 
     async fn files_of_records(&self, record_uids: &[String]) -> StoreResult<Vec<FileRow>> {
-        let op = "files_of_records";
-        if record_uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cols!(files),
-            " FROM files WHERE record_uid = ANY($1) ORDER BY created_at, uid"
-        ))
-        .bind(record_uids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err(op))?;
-        decode_all(op, &rows, file_from)
+        files_of_records_on(&self.pool, record_uids).await
     }
 
     async fn file(&self, uid: &str) -> StoreResult<FileRow> {
@@ -2017,16 +2098,21 @@ impl Store for PostgresStore {
     }
 
     async fn shares_of_app(&self, app_uid: &str) -> StoreResult<Vec<ShareRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cols!(shares),
-            " FROM shares WHERE app_uid = $1 ORDER BY target_uid"
-        ))
-        .bind(app_uid)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err("shares_of_app"))?;
-        rows.iter().map(share_from).collect()
+        shares_of_app_on(&self.pool, app_uid).await
+    }
+
+    async fn app_contents(&self, app_uid: &str) -> StoreResult<AppContents> {
+        let op = "app_contents";
+        // One snapshot: a record moved, deleted or shared while this runs is seen either
+        // wholly before or wholly after the change, never half (a record without its files).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(map_err(op))?;
+        let result = app_contents_in(&mut tx, app_uid).await;
+        end_read(op, tx).await;
+        result
     }
 
     // ---- devices ---------------------------------------------------------------------------
@@ -2339,10 +2425,7 @@ impl Store for PostgresStore {
             .await
             .map_err(map_err(op))?;
         let result = export_in(&mut tx).await;
-        // Nothing was written: ending it either way is the same.
-        if let Err(e) = tx.rollback().await {
-            tracing::debug!(op, error = %e, "postgres rollback of a read transaction failed");
-        }
+        end_read(op, tx).await;
         result
     }
 

@@ -27,6 +27,7 @@ macro_rules! all_suite_tests {
             upload_expiry,
             apps_and_shares,
             app_contents,
+            app_contents_is_one_snapshot,
             devices,
             bind_device_race,
             audit,
@@ -1093,6 +1094,81 @@ pub async fn app_contents<H: Harness>(h: &H) {
     assert!(after.folder_records.is_empty());
     assert_eq!(after.direct_records, vec![rc1.clone()]);
     assert!(after.files.is_empty());
+}
+
+/// `app_contents` reads at one point in time: while a writer keeps attaching a file to a
+/// shared record and then removing the older one, every read shows the record with exactly the
+/// files of the revision it shows. (Reading the record and its files in separate statements lets
+/// a change land in between, and the record shows up with a file set it never had.)
+pub async fn app_contents_is_one_snapshot<H: Harness>(h: &H) {
+    const STEPS: usize = 150;
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    s.create_app(&app("a1", "o1", 1)).await.expect("app");
+    s.put_share(&share("a1", "sf1", ShareKind::Folder))
+        .await
+        .expect("share");
+    // Revision 1: no files. Step i attaches f<i> (revision 2i+2: f<i-1> and f<i>), then removes
+    // f<i-1> (revision 2i+3: f<i> alone), so a revision alone says which files the record has.
+    let expected = |revision: i64| -> Vec<String> {
+        let i = (revision - 2).div_euclid(2);
+        match revision {
+            1 => Vec::new(),
+            r if r % 2 == 0 && i >= 1 => vec![format!("f{:03}", i - 1), format!("f{i:03}")],
+            _ => vec![format!("f{i:03}")],
+        }
+    };
+    let writer = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move {
+            for i in 0..STEPS {
+                let attached = attach_file(&*s, &format!("t{i}"), &format!("f{i:03}"), "r1").await;
+                assert_eq!(attached.uid, format!("f{i:03}"));
+                let previous = if i == 0 {
+                    Vec::new()
+                } else {
+                    vec![format!("f{:03}", i - 1)]
+                };
+                let change = s
+                    .update_record(&RecordUpdate {
+                        remove_files: previous.clone(),
+                        ..update("r1", 2 * i as i64 + 2, &format!("u{i}"), 8_000)
+                    })
+                    .await
+                    .expect("remove the older file");
+                assert_eq!(change.revision, 2 * i as i64 + 3);
+                assert_eq!(change.removed_files, previous);
+            }
+        })
+    };
+    let mut reads = 0;
+    let mut revisions_seen = std::collections::BTreeSet::new();
+    loop {
+        let done = writer.is_finished();
+        let contents = s.app_contents("a1").await.expect("read");
+        let [r1] = contents.folder_records.as_slice() else {
+            panic!("one record expected: {:?}", contents.folder_records);
+        };
+        let mut files: Vec<String> = contents.files.iter().map(|f| f.uid.clone()).collect();
+        files.sort();
+        assert_eq!(
+            files,
+            expected(r1.revision),
+            "read {reads}: files of revision {}",
+            r1.revision
+        );
+        revisions_seen.insert(r1.revision);
+        reads += 1;
+        if done {
+            break;
+        }
+    }
+    writer.await.expect("writer");
+    assert!(
+        revisions_seen.contains(&(2 * STEPS as i64 + 1)),
+        "the last read sees the last revision: {revisions_seen:?}"
+    );
+    assert!(reads > 1, "reads ran while the writer wrote");
 }
 
 // ---- devices -------------------------------------------------------------------------------
