@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: what CI runs (.ci/run calls this script).
 #
-#   1. Python venv with the official KSM SDK (for the conformance suite and interop tests)
+#   1. Python venv with the official KSM SDK (for the conformance suite and interop tests), and
+#      the official JavaScript SDK in tests/js/node_modules (npm, from the lockfile)
 #   2. formatting, lints and the API docs (rustdoc warnings are errors)
 #   3. all Rust tests (unit, integration against a real server over HTTPS, examples built)
 #   4. the official Python SDK conformance suite against a real `coffer server`
@@ -12,6 +13,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "Python environment (official SDK from PyPI)"
 scripts/python-venv.sh
+
+step "JavaScript environment (official SDK from npm, into tests/js)"
+command -v node >/dev/null || { echo "Node.js (node, npm) is required for the JavaScript SDK tests" >&2; exit 1; }
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
 step "PostgreSQL (127.0.0.1:5432, database test)"
 export COFFER_TEST_POSTGRES_URL="${COFFER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -43,10 +48,10 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
-step "Official Python SDK conformance suite on SQLite"
+step "Official Python and JavaScript SDK conformance suites on SQLite"
 COFFER_TEST_POSTGRES_URL= COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
 
-step "Official Python SDK conformance suite on PostgreSQL (and several instances)"
+step "Official Python and JavaScript SDK conformance suites on PostgreSQL (and several instances)"
 COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
 
 step "Official Python SDK conformance suite on a vault migrated from SQLite to PostgreSQL"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import struct
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -153,3 +157,12 @@ def owner_download(server: CofferServer, record_uid: str, file_uid: str, target:
     data = target.read_bytes()
     assert out.get("size") == len(data), out
     return data
+
+
+def rfc6238(secret_b32: str, unix_time: int, digits: int = 6, period: int = 30, digest=hashlib.sha1) -> str:
+    """Reference TOTP (RFC 6238 over RFC 4226 dynamic truncation)."""
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8), casefold=True)
+    mac = hmac.new(key, struct.pack(">Q", unix_time // period), digest).digest()
+    offset = mac[-1] & 0x0F
+    number = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
+    return str(number % (10**digits)).zfill(digits)

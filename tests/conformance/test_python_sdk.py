@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import re
-import struct
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -30,6 +29,7 @@ from keeper_secrets_manager_core.storage import InMemoryKeyValueStorage
 from keeper_secrets_manager_core.utils import get_totp_code
 
 from harness import deadline
+from ksm_helpers import rfc6238
 
 # ---------------------------------------------------------------------------------------------
 # Test data
@@ -310,15 +310,6 @@ def client_id_of(client_key_b64url: str) -> str:
         b64url_nopad_decode(client_key_b64url), b"KEEPER_SECRETS_MANAGER_CLIENT_ID", hashlib.sha512
     ).digest()
     return base64.b64encode(digest).decode()
-
-
-def rfc6238(secret_b32: str, unix_time: int, digits: int = 6, period: int = 30, digest=hashlib.sha1) -> str:
-    """Reference TOTP (RFC 6238 over RFC 4226 dynamic truncation)."""
-    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8), casefold=True)
-    mac = hmac.new(key, struct.pack(">Q", unix_time // period), digest).digest()
-    offset = mac[-1] & 0x0F
-    number = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
-    return str(number % (10**digits)).zfill(digits)
 
 
 def uids(records) -> List[str]:
