@@ -5,7 +5,8 @@
 #      the official JavaScript SDK in tests/js/node_modules (npm, from the lockfile)
 #   2. formatting, lints and the API docs (rustdoc warnings are errors)
 #   3. all Rust tests (unit, integration against a real server over HTTPS, examples built)
-#   4. the official Python SDK conformance suite against a real `coffer server`
+#   4. the official Python, JavaScript and Rust SDK conformance suites against a real
+#      `coffer server` (the Rust SDK's on 127.0.0.1:443: run as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,9 @@ cargo fmt --all -- --check
 step "Build"
 cargo build --workspace --all-targets --locked
 
+step "Official Rust SDK driver (its own workspace: crates/coffer-sdk/bench)"
+cargo build --manifest-path crates/coffer-sdk/bench/Cargo.toml --locked
+
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -48,10 +52,10 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
-step "Official Python and JavaScript SDK conformance suites on SQLite"
+step "Official Python, JavaScript and Rust SDK conformance suites on SQLite"
 COFFER_TEST_POSTGRES_URL= COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
 
-step "Official Python and JavaScript SDK conformance suites on PostgreSQL (and several instances)"
+step "Official Python, JavaScript and Rust SDK conformance suites on PostgreSQL (and several instances)"
 COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/conformance -q
 
 step "Official Python SDK conformance suite on a vault migrated from SQLite to PostgreSQL"

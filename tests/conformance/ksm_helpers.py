@@ -7,8 +7,9 @@ import hashlib
 import hmac
 import json
 import struct
+import subprocess
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 from keeper_secrets_manager_core import SecretsManager
@@ -166,3 +167,41 @@ def rfc6238(secret_b32: str, unix_time: int, digits: int = 6, period: int = 30, 
     offset = mac[-1] & 0x0F
     number = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
     return str(number % (10**digits)).zfill(digits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other official SDKs, driven one operation per process (tests/js/ksm.cjs, official_ksm)
+# ---------------------------------------------------------------------------------------------
+
+# One SDK call is a round trip or two; anything slower means the SDK is looping.
+DRIVER_TIMEOUT_SECONDS = 60
+
+
+class DriverError(Exception):
+    """An operation the SDK under test reported as failed (its message)."""
+
+
+def run_driver(argv: Sequence[str], env: dict, what: str, cwd: Optional[Path] = None) -> Any:
+    """Runs a driver that prints one JSON line, {"ok": RESULT} (exit 0) or {"error": MESSAGE}
+    (exit 1); returns RESULT or raises DriverError(MESSAGE)."""
+    proc = subprocess.run(
+        list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_SECONDS
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"{what}: the driver printed nothing (exit {proc.returncode}); stderr:\n{proc.stderr}"
+    out = json.loads(lines[-1])
+    if "error" in out:
+        assert proc.returncode == 1, (what, proc.returncode, out)
+        raise DriverError(out["error"])
+    assert proc.returncode == 0, (what, proc.returncode, proc.stderr)
+    return out["ok"]
+
+
+def driver_fails(call: Callable[[], Any], contains: str, what: str) -> str:
+    """The driver call must fail with a message containing `contains`; returns the message."""
+    try:
+        result = call()
+    except DriverError as err:
+        assert contains in str(err), f"{what}: {contains!r} not in {str(err)!r}"
+        return str(err)
+    pytest.fail(f"{what} succeeded but must be refused (returned {result!r})")

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,21 +28,25 @@ from typing import Any
 import pytest
 
 from harness import REPO_ROOT
-from ksm_helpers import add_client, canonical, owner_download, owner_folders, owner_record, owner_records_in, rfc6238
+from ksm_helpers import (
+    add_client,
+    canonical,
+    driver_fails,
+    owner_download,
+    owner_folders,
+    owner_record,
+    owner_records_in,
+    rfc6238,
+    run_driver,
+)
 
 JS_DIR = REPO_ROOT / "tests" / "js"
 DRIVER = JS_DIR / "ksm.cjs"
-# One SDK call is one or two round trips; anything slower means the SDK is looping.
-JS_CALL_TIMEOUT = 60
 
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 TOTP_URI = f"otpauth://totp/Coffer:js@example.com?secret={TOTP_SECRET}&issuer=Coffer&digits=6&period=30"
 ATTACHMENT_SIZE = 150_000
 UPLOAD_SIZE = 3 * 1024 * 1024 + 17  # several chunks of Node's chunked encoding, not a round size
-
-
-class JsError(Exception):
-    """An operation the JS SDK reported as failed (its message)."""
 
 
 def node() -> str:
@@ -57,36 +60,17 @@ def node() -> str:
 
 def js(server, storage: Path, operation: str, **args: Any) -> Any:
     """Runs one JS SDK operation for the device whose config is `storage`; its result, or
-    JsError with the SDK's message."""
+    DriverError with the SDK's message."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KSM_")}
     env["NODE_EXTRA_CA_CERTS"] = str(server.cert_path)
     env.pop("NODE_TLS_REJECT_UNAUTHORIZED", None)
-    proc = subprocess.run(
-        [node(), str(DRIVER), str(storage), operation, json.dumps(args)],
-        cwd=JS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=JS_CALL_TIMEOUT,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"{operation}: the driver printed nothing (exit {proc.returncode}); stderr:\n{proc.stderr}"
-    out = json.loads(lines[-1])
-    if "error" in out:
-        assert proc.returncode == 1, (operation, proc.returncode, out)
-        raise JsError(out["error"])
-    assert proc.returncode == 0, (operation, proc.returncode, proc.stderr)
-    return out["ok"]
+    argv = [node(), str(DRIVER), str(storage), operation, json.dumps(args)]
+    return run_driver(argv, env, f"JS {operation}", cwd=JS_DIR)
 
 
 def js_fails(server, storage: Path, operation: str, contains: str, **args: Any) -> str:
     """The operation must fail with a message containing `contains`."""
-    try:
-        result = js(server, storage, operation, **args)
-    except JsError as err:
-        assert contains in str(err), f"{operation}: {contains!r} not in {str(err)!r}"
-        return str(err)
-    pytest.fail(f"{operation} succeeded but must be refused (returned {result!r})")
+    return driver_fails(lambda: js(server, storage, operation, **args), contains, f"JS {operation}")
 
 
 def sha256(data: bytes) -> str:

@@ -9,9 +9,8 @@
 //!
 //! * The official Rust SDK drops any port from the host name, so the server listens on
 //!   127.0.0.1:443: run as root.
-//! * The official SDK trusts only the operating system's certificate store, so it runs with
-//!   its `insecure_skip_verify` option (as `KSM_SKIP_VERIFY=true`); Coffer's SDK verifies the
-//!   server certificate.
+//! * The official SDK trusts only the operating system's roots, so it runs with `SSL_CERT_FILE`
+//!   pointing at the server's certificate; both SDKs verify the server.
 //! * The official SDK runs in its own process (built from `crates/coffer-sdk/bench`, a
 //!   separate workspace, because it changes serde_json's features); set
 //!   `OFFICIAL_GET_SECRETS` to use a binary elsewhere.
@@ -138,6 +137,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .env_remove("KSM_CONFIG")
         .env_remove("KSM_TOKEN")
         .env_remove("KSM_HOSTNAME")
+        // The official SDK trusts the system's roots, which this file replaces (it verifies).
+        .env("SSL_CERT_FILE", &ca)
+        .env_remove("SSL_CERT_DIR")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -6,8 +6,8 @@
 //! the two SDKs can be measured in alternating rounds under the same machine load.
 //!
 //! The official SDK drops any port from the host name (so the server must be on 443) and
-//! trusts only the operating system's certificate store, so it runs with its
-//! `insecure_skip_verify` option (the same as `KSM_SKIP_VERIFY=true`).
+//! trusts only the operating system's roots: the benchmark points `SSL_CERT_FILE` at the
+//! server's certificate, and certificate checks stay on.
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -29,7 +29,7 @@ fn main() {
         KvStoreType::InMemory(storage),
         log::Level::Error,
         None,
-        Some(true),
+        Some(false),
         None,
         KSMCache::None,
     );
