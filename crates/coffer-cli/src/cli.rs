@@ -209,7 +209,13 @@ pub enum VaultCommand {
         #[arg(long)]
         email: String,
         /// One-time setup code printed by the server at first start (DATA_DIR/setup-code).
-        #[arg(long, env = "COFFER_SETUP_CODE", hide_env_values = true)]
+        /// Codes are URL-safe base64 and may start with `-`.
+        #[arg(
+            long,
+            env = "COFFER_SETUP_CODE",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
         setup_code: Option<String>,
     },
     /// Log in and remember the session in COFFER_HOME.
@@ -456,4 +462,78 @@ pub enum ClientCommand {
         /// Client id (from `client list`).
         client_id: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, VaultCommand};
+    use crate::client_cli::ProfileCommand;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("coffer").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Setup codes and client keys are URL-safe base64: about one in 64 starts with `-`, which
+    /// must be taken as the value, not as an unknown flag.
+    #[test]
+    fn secrets_that_start_with_a_hyphen_are_values() {
+        let cli = parse(&[
+            "vault",
+            "register",
+            "--server",
+            "https://127.0.0.1:8443",
+            "--setup-code",
+            "-_ffSt7YQEvMOuBIufM9Ziot",
+            "--email",
+            "me@example.com",
+        ]);
+        let Command::Vault(vault) = cli.command else {
+            panic!("not vault");
+        };
+        let VaultCommand::Register {
+            setup_code, email, ..
+        } = vault.command
+        else {
+            panic!("not register");
+        };
+        assert_eq!(setup_code.as_deref(), Some("-_ffSt7YQEvMOuBIufM9Ziot"));
+        assert_eq!(email, "me@example.com");
+
+        for args in [
+            &["profile", "init", "-Ab_c", "--profile", "ci"][..],
+            &["profile", "init", "--token", "-Ab_c", "--profile", "ci"][..],
+        ] {
+            let Command::Profile(profile) = parse(args).command else {
+                panic!("not profile");
+            };
+            let ProfileCommand::Init {
+                token, token_flag, ..
+            } = profile.command
+            else {
+                panic!("not init");
+            };
+            assert_eq!(token.or(token_flag).as_deref(), Some("-Ab_c"), "{args:?}");
+            assert_eq!(profile.global.profile.as_deref(), Some("ci"), "{args:?}");
+        }
+    }
+
+    /// Flags after the command are still flags when no token is given.
+    #[test]
+    fn flags_are_not_taken_for_a_token() {
+        let Command::Profile(profile) = parse(&["profile", "init", "--profile", "ci"]).command
+        else {
+            panic!("not profile");
+        };
+        let ProfileCommand::Init {
+            token, token_flag, ..
+        } = profile.command
+        else {
+            panic!("not init");
+        };
+        assert_eq!((token, token_flag), (None, None));
+        assert_eq!(profile.global.profile.as_deref(), Some("ci"));
+    }
 }

@@ -47,9 +47,15 @@ pub enum ProfileCommand {
     Init {
         /// One-time token HOST:KEY (or a base64 KSM config). Prefer standard input: arguments
         /// are visible to other users of this machine.
+        #[arg(allow_hyphen_values = true)]
         token: Option<String>,
         /// The token, as the official ksm CLI spells it.
-        #[arg(long = "token", value_name = "TOKEN", conflicts_with = "token")]
+        #[arg(
+            long = "token",
+            value_name = "TOKEN",
+            conflicts_with = "token",
+            allow_hyphen_values = true
+        )]
         token_flag: Option<String>,
         /// Server HOST or HOST:PORT when it is not the token's host on port 443.
         #[arg(long, value_name = "HOST[:PORT]")]
