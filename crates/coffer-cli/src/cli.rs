@@ -388,7 +388,8 @@ pub enum FileCommand {
     Download {
         /// Record UID.
         record_uid: String,
-        /// File UID or name.
+        /// File UID or name (file UIDs may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         file: String,
         /// Where to write it.
         #[arg(short, long)]
@@ -398,7 +399,8 @@ pub enum FileCommand {
     Remove {
         /// Record UID.
         record_uid: String,
-        /// File UID.
+        /// File UID (file UIDs may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         file_uid: String,
     },
 }
@@ -518,6 +520,73 @@ mod tests {
             assert_eq!(token.or(token_flag).as_deref(), Some("-Ab_c"), "{args:?}");
             assert_eq!(profile.global.profile.as_deref(), Some("ci"), "{args:?}");
         }
+    }
+
+    /// File UIDs are client-chosen and, unlike record and folder UIDs, may start with `-`
+    /// (PROTOCOL.md §3.10); flags around them still parse.
+    #[test]
+    fn file_uids_that_start_with_a_hyphen_are_values() {
+        use super::FileCommand;
+        use crate::client_cli::SecretCommand;
+        for args in [
+            &["vault", "file", "remove", "rec", "-fileUid", "--json"][..],
+            &["vault", "--json", "file", "remove", "rec", "-fileUid"][..],
+        ] {
+            let cli = parse(args);
+            let Command::Vault(vault) = cli.command else {
+                panic!("not vault");
+            };
+            assert!(vault.global.json, "{args:?}");
+            let VaultCommand::File(FileCommand::Remove { file_uid, .. }) = vault.command else {
+                panic!("not file remove");
+            };
+            assert_eq!(file_uid, "-fileUid", "{args:?}");
+        }
+        let cli = parse(&[
+            "vault", "file", "download", "rec", "-fileUid", "-o", "out.bin",
+        ]);
+        let Command::Vault(vault) = cli.command else {
+            panic!("not vault");
+        };
+        let VaultCommand::File(FileCommand::Download { file, output, .. }) = vault.command else {
+            panic!("not file download");
+        };
+        assert_eq!(
+            (file.as_str(), output.to_str()),
+            ("-fileUid", Some("out.bin"))
+        );
+
+        let Command::Secret(secret) =
+            parse(&["secret", "delete-attachment", "rec", "-fileUid", "--json"]).command
+        else {
+            panic!("not secret");
+        };
+        let SecretCommand::DeleteAttachment { file_uid, json, .. } = secret.command else {
+            panic!("not delete-attachment");
+        };
+        assert_eq!(file_uid, "-fileUid");
+        assert!(json);
+        let Command::Secret(secret) = parse(&[
+            "secret",
+            "download",
+            "rec",
+            "--file-uid",
+            "-fileUid",
+            "-o",
+            "-",
+        ])
+        .command
+        else {
+            panic!("not secret");
+        };
+        let SecretCommand::Download {
+            file_uid, output, ..
+        } = secret.command
+        else {
+            panic!("not download");
+        };
+        assert_eq!(file_uid.as_deref(), Some("-fileUid"));
+        assert_eq!(output.as_deref().and_then(|p| p.to_str()), Some("-"));
     }
 
     /// Flags after the command are still flags when no token is given.

@@ -298,8 +298,8 @@ pub enum SecretCommand {
             conflicts_with = "file_uid"
         )]
         name: Option<String>,
-        /// The attachment's UID.
-        #[arg(long, value_name = "UID")]
+        /// The attachment's UID (file UIDs may start with `-`).
+        #[arg(long, value_name = "UID", allow_hyphen_values = true)]
         file_uid: Option<String>,
         /// Where to write it (`-` for standard output) [default: the attachment's name].
         #[arg(short, long, value_name = "PATH")]
@@ -316,7 +316,8 @@ pub enum SecretCommand {
     DeleteAttachment {
         /// Record UID.
         uid: String,
-        /// File UID (see `secret get`).
+        /// File UID (see `secret get`; file UIDs may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         file_uid: String,
         /// Print one JSON object.
         #[arg(long)]
