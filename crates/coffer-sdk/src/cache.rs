@@ -7,7 +7,9 @@
 //!   answer never stands in for an unfiltered one, and writes are never answered from it.
 //! * **Encrypted.** Entries are sealed with AES-256-GCM under a key derived from the
 //!   application key (HMAC-SHA-256), so the file reveals neither record metadata nor the
-//!   download capability URLs inside the answers; it is written with mode 0600.
+//!   download capability URLs inside the answers; it is written with mode 0600. The sealed
+//!   bytes also hold the entry's name and the time it was stored, so someone who can write the
+//!   file can neither move an answer to another request nor make an old answer look fresh.
 //! * **Bounded age.** An entry older than [`CacheOptions::max_age`] is never used.
 //! * **Reported.** Results that came from the cache say so
 //!   ([`Secrets::from_cache`](crate::Secrets::from_cache)) and a warning is logged.
@@ -99,7 +101,13 @@ struct CacheFile {
     entries: BTreeMap<String, Entry>,
 }
 
-const LABEL: &[u8] = b"coffer-sdk offline cache v1";
+/// Version 2 seals the entry name and the time stored with the answer; version 1 files are
+/// ignored (their entries open under another key and would not be trusted anyway).
+const VERSION: u32 = 2;
+const LABEL: &[u8] = b"coffer-sdk offline cache v2";
+/// Sealed layout: time stored (ms since the epoch, 8 bytes big-endian), entry name (32 bytes),
+/// then the answer.
+const HEADER_LEN: usize = 8 + 32;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -120,7 +128,7 @@ impl OfflineCache {
         Self {
             options,
             memory: Mutex::new(CacheFile {
-                version: 1,
+                version: VERSION,
                 entries: BTreeMap::new(),
             }),
         }
@@ -131,23 +139,28 @@ impl OfflineCache {
     }
 
     /// The entry name of a request: it reveals nothing without the app key.
-    fn entry_id(key: &SymmetricKey, client_id: &str, endpoint: &str, request: &[u8]) -> String {
+    fn entry_id(key: &SymmetricKey, client_id: &str, endpoint: &str, request: &[u8]) -> [u8; 32] {
         let mut message = Vec::with_capacity(client_id.len() + endpoint.len() + request.len() + 2);
         message.extend_from_slice(client_id.as_bytes());
         message.push(0);
         message.extend_from_slice(endpoint.as_bytes());
         message.push(0);
         message.extend_from_slice(request);
-        hex::encode(hmac_sha256(key.expose(), &message))
+        hmac_sha256(key.expose(), &message)
     }
 
     fn read_file(path: &Path) -> CacheFile {
-        match std::fs::read(path) {
+        let file: CacheFile = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable offline cache file");
                 CacheFile::default()
             }),
             Err(_) => CacheFile::default(),
+        };
+        if file.version == VERSION {
+            file
+        } else {
+            CacheFile::default()
         }
     }
 
@@ -162,16 +175,21 @@ impl OfflineCache {
     ) {
         let key = Self::cache_key(app_key);
         let id = Self::entry_id(&key, client_id, endpoint, request);
+        let stored_at_ms = now_ms();
+        let mut sealed = Vec::with_capacity(HEADER_LEN + answer.len());
+        sealed.extend_from_slice(&stored_at_ms.to_be_bytes());
+        sealed.extend_from_slice(&id);
+        sealed.extend_from_slice(answer);
         let entry = Entry {
-            stored_at_ms: now_ms(),
-            data: encode_std(&gcm_seal(&key, answer)),
+            stored_at_ms,
+            data: encode_std(&gcm_seal(&key, &sealed)),
         };
         let mut guard = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         if let CacheLocation::File(path) = &self.options.location {
             *guard = Self::read_file(path);
         }
-        guard.version = 1;
-        guard.entries.insert(id, entry);
+        guard.version = VERSION;
+        guard.entries.insert(hex::encode(id), entry);
         while guard.entries.len() > self.options.max_entries {
             let oldest = guard
                 .entries
@@ -203,27 +221,39 @@ impl OfflineCache {
     ) -> Option<(Vec<u8>, CachedAnswer)> {
         let key = Self::cache_key(app_key);
         let id = Self::entry_id(&key, client_id, endpoint, request);
+        let name = hex::encode(id);
         let entry = match &self.options.location {
-            CacheLocation::File(path) => Self::read_file(path).entries.remove(&id),
+            CacheLocation::File(path) => Self::read_file(path).entries.remove(&name),
             CacheLocation::Memory => self
                 .memory
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .entries
-                .get(&id)
+                .get(&name)
                 .cloned(),
         }?;
-        let age = Duration::from_millis(now_ms().saturating_sub(entry.stored_at_ms));
+        let sealed = decode_lenient(&entry.data).ok()?;
+        let mut plain = match gcm_open(&key, &sealed) {
+            Ok(plain) if plain.len() >= HEADER_LEN && plain[8..HEADER_LEN] == id => plain,
+            _ => {
+                tracing::warn!("ignoring an offline cache entry that does not verify");
+                return None;
+            }
+        };
+        // The sealed time, not the file's plaintext one, decides the age.
+        let mut stamp = [0u8; 8];
+        stamp.copy_from_slice(&plain[..8]);
+        let stored_at_ms = u64::from_be_bytes(stamp);
+        let age = Duration::from_millis(now_ms().saturating_sub(stored_at_ms));
         if age > self.options.max_age {
             tracing::debug!(?age, "offline cache entry too old");
             return None;
         }
-        let sealed = decode_lenient(&entry.data).ok()?;
-        let plain = gcm_open(&key, &sealed).ok()?;
+        plain.drain(..HEADER_LEN);
         Some((
             plain,
             CachedAnswer {
-                stored_at: UNIX_EPOCH + Duration::from_millis(entry.stored_at_ms),
+                stored_at: UNIX_EPOCH + Duration::from_millis(stored_at_ms),
                 age,
             },
         ))
@@ -286,5 +316,63 @@ mod tests {
         assert!(strict.load(&app, "c", "get_folders", b"{}").is_none());
         cache.clear();
         assert!(!path.exists());
+    }
+
+    /// Someone who can write the cache file can neither make an old answer look fresh nor
+    /// move an answer to another request's entry.
+    #[test]
+    fn a_tampered_file_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let app = SymmetricKey::generate();
+        let cache = OfflineCache::new(CacheOptions::file(&path).max_age(Duration::from_millis(50)));
+        cache.store(&app, "c", "get_secret", b"{}", b"answer-all");
+        cache.store(&app, "c", "get_secret", b"{\"r\":1}", b"answer-one");
+        let all = hex::encode(OfflineCache::entry_id(
+            &OfflineCache::cache_key(&app),
+            "c",
+            "get_secret",
+            b"{}",
+        ));
+        let one = hex::encode(OfflineCache::entry_id(
+            &OfflineCache::cache_key(&app),
+            "c",
+            "get_secret",
+            b"{\"r\":1}",
+        ));
+        let rewrite = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            edit(&mut json);
+            std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        };
+
+        // One request's answer filed under another request's name: refused.
+        let original = std::fs::read(&path).unwrap();
+        rewrite(&|json| {
+            let moved = json["entries"][&all]["data"].clone();
+            json["entries"][&one]["data"] = moved;
+        });
+        assert!(cache.load(&app, "c", "get_secret", b"{\"r\":1}").is_none());
+        assert!(cache.load(&app, "c", "get_secret", b"{}").is_some());
+        std::fs::write(&path, &original).unwrap();
+        assert!(cache.load(&app, "c", "get_secret", b"{\"r\":1}").is_some());
+
+        // Too old, with a fresh (even future) time written into the file: still too old.
+        std::thread::sleep(Duration::from_millis(80));
+        let future = now_ms() + 3_600_000;
+        rewrite(&|json| {
+            for entry in json["entries"].as_object_mut().unwrap().values_mut() {
+                entry["storedAt"] = serde_json::json!(future);
+            }
+        });
+        assert!(cache.load(&app, "c", "get_secret", b"{}").is_none());
+        assert!(cache.load(&app, "c", "get_secret", b"{\"r\":1}").is_none());
+
+        // A file of another version is ignored as a whole.
+        cache.store(&app, "c", "get_secret", b"{}", b"answer-all");
+        assert!(cache.load(&app, "c", "get_secret", b"{}").is_some());
+        rewrite(&|json| json["version"] = serde_json::json!(1));
+        assert!(cache.load(&app, "c", "get_secret", b"{}").is_none());
     }
 }
