@@ -145,12 +145,32 @@ impl FileStore {
         }
     }
 
-    /// Moves a received upload into place under `uid` (durably).
+    /// Moves a received upload into place under `uid` (durably). Fails with
+    /// [`std::io::ErrorKind::AlreadyExists`], leaving the existing content alone, when content
+    /// is already stored under `uid`; the received upload is discarded in every failure.
     pub async fn publish(&self, incoming: Incoming, uid: &str) -> std::io::Result<()> {
         let target = self.object_path(uid);
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::rename(&incoming.path, &target).await?;
+        let source = incoming.path.clone();
+        let linked = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            // A hard link is created atomically and never replaces an existing name.
+            match tokio::fs::hard_link(&source, &target).await {
+                // A file system without hard links: check, then rename (not atomic, but the
+                // check still stops a late duplicate).
+                Err(err) if err.kind() == std::io::ErrorKind::Unsupported => {
+                    if tokio::fs::try_exists(&target).await? {
+                        return Err(std::io::ErrorKind::AlreadyExists.into());
+                    }
+                    tokio::fs::rename(&source, &target).await
+                }
+                other => other,
+            }
+        }
+        .await;
+        // Either way the incoming name goes: the content lives on under `target` or nowhere.
+        let _ = tokio::fs::remove_file(&source).await;
+        linked?;
         tokio::task::spawn_blocking(move || sync_dir(&dir))
             .await
             .map_err(std::io::Error::other)?

@@ -80,6 +80,11 @@ pub const MIGRATION_LOCK_ID: i64 = 0x636f_6666_6572_0001;
 /// so that "create only while there is no owner" cannot let two first owners in.
 pub const OWNER_LOCK_ID: i64 = 0x636f_6666_6572_0002;
 
+/// First key of the transaction advisory locks (two-key form, a key space of its own) that
+/// record and folder creations take on their UID's hash, so that a record and a folder created
+/// at once cannot both claim one UID. The bytes spell `coff`.
+pub const UID_LOCK_CLASS: i32 = 0x636f_6666;
+
 /// How often a transaction that lost a deadlock or serialization check is run.
 const TX_ATTEMPTS: u32 = 5;
 /// How often `setting_init` and `bind_device` repeat when the row they saw vanishes under them.
@@ -893,10 +898,36 @@ async fn create_owner_in(
     Ok(())
 }
 
+/// Claims `uid` for a new record or folder until commit: `Conflict` if a record or a folder
+/// already has it. Records and folders share one UID space because a share names its target
+/// by UID alone; without this, deleting one would take the other's shares along.
+async fn claim_uid(conn: &mut PgConnection, op: &'static str, uid: &str) -> Result<(), TxError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(UID_LOCK_CLASS)
+        .bind(uid)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql(op))?;
+    // A statement of its own after the lock: its snapshot shows a creation that held the lock.
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM records WHERE uid = $1) \
+             OR EXISTS (SELECT 1 FROM folders WHERE uid = $1)",
+    )
+    .bind(uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql(op))?;
+    if taken {
+        return Err(StoreError::Conflict.into());
+    }
+    Ok(())
+}
+
 async fn create_folder_in(conn: &mut PgConnection, folder: &FolderRow) -> Result<(), TxError> {
     let op = "create_folder";
     // For a new shared folder the root is the folder itself and locks nothing.
     lock_tree_for_insert(conn, op, &folder.root_uid).await?;
+    claim_uid(conn, op, &folder.uid).await?;
     sqlx::query(concat!(
         "INSERT INTO folders (",
         cols!(folders),
@@ -922,6 +953,7 @@ async fn create_record_in(
 ) -> Result<(), TxError> {
     let op = "create_record";
     lock_tree_for_insert(conn, op, &record.root_folder_uid).await?;
+    claim_uid(conn, op, &record.uid).await?;
     sqlx::query(concat!(
         "INSERT INTO records (",
         cols!(records),
@@ -1036,6 +1068,18 @@ async fn complete_upload_in(
     {
         // The rollback puts the upload back.
         return Err(StoreError::Precondition("record is out of date").into());
+    }
+    // A rollback would restore data that does not mention this file: refuse while a
+    // transaction is open on the record (its row cannot appear meanwhile: the record is locked).
+    let open: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM record_transactions WHERE record_uid = $1)",
+    )
+    .bind(&record_uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql(op))?;
+    if open {
+        return Err(StoreError::Precondition("transaction open").into());
     }
     let revision = current + 1;
     write_record_data(
@@ -1246,7 +1290,7 @@ async fn delete_records_in(
     for statement in [
         "DELETE FROM record_history WHERE record_uid = ANY($1)",
         "DELETE FROM record_transactions WHERE record_uid = ANY($1)",
-        "DELETE FROM shares WHERE target_uid = ANY($1)",
+        "DELETE FROM shares WHERE kind = 'record' AND target_uid = ANY($1)",
         "DELETE FROM records WHERE uid = ANY($1)",
     ] {
         sqlx::query(statement)
@@ -1258,6 +1302,25 @@ async fn delete_records_in(
     files.sort();
     files.dedup();
     Ok(files)
+}
+
+/// [`Store::folder_is_empty`] on a connection, in one statement (one snapshot): `None` if the
+/// folder does not exist.
+async fn folder_is_empty_in(
+    conn: &mut PgConnection,
+    op: &'static str,
+    uid: &str,
+) -> Result<Option<bool>, TxError> {
+    let (exists, has_record, has_child): (bool, bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM folders WHERE uid = $1), \
+                EXISTS (SELECT 1 FROM records WHERE folder_uid = $1), \
+                EXISTS (SELECT 1 FROM folders WHERE parent_uid = $1)",
+    )
+    .bind(uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql(op))?;
+    Ok(exists.then_some(!has_record && !has_child))
 }
 
 async fn delete_record_in(conn: &mut PgConnection, uid: &str) -> Result<Removed, TxError> {
@@ -1274,7 +1337,11 @@ async fn delete_record_in(conn: &mut PgConnection, uid: &str) -> Result<Removed,
     })
 }
 
-async fn delete_folder_tree_in(conn: &mut PgConnection, uid: &str) -> Result<Removed, TxError> {
+async fn delete_folder_tree_in(
+    conn: &mut PgConnection,
+    uid: &str,
+    force: bool,
+) -> Result<Removed, TxError> {
     let op = "delete_folder_tree";
     let root: Option<String> = sqlx::query_scalar("SELECT root_uid FROM folders WHERE uid = $1")
         .bind(uid)
@@ -1296,6 +1363,9 @@ async fn delete_folder_tree_in(conn: &mut PgConnection, uid: &str) -> Result<Rem
             .map_err(sql(op))?;
     if locked.is_none() {
         return Err(StoreError::NotFound.into());
+    }
+    if !force && folder_is_empty_in(conn, op, uid).await? == Some(false) {
+        return Err(StoreError::Precondition("folder not empty").into());
     }
     // The folder and everything below it by parent links. UNION (not UNION ALL) ends the walk
     // even on a corrupt cycle.
@@ -1322,7 +1392,7 @@ async fn delete_folder_tree_in(conn: &mut PgConnection, uid: &str) -> Result<Rem
     .await
     .map_err(sql(op))?;
     let files = delete_records_in(conn, op, &records).await?;
-    sqlx::query("DELETE FROM shares WHERE target_uid = ANY($1)")
+    sqlx::query("DELETE FROM shares WHERE kind = 'folder' AND target_uid = ANY($1)")
         .bind(&folders)
         .execute(&mut *conn)
         .await
@@ -2320,25 +2390,17 @@ impl Store for PostgresStore {
     }
 
     async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool> {
-        // One statement, so the three answers come from one snapshot.
-        let (exists, has_record, has_child): (bool, bool, bool) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM folders WHERE uid = $1), \
-                    EXISTS (SELECT 1 FROM records WHERE folder_uid = $1), \
-                    EXISTS (SELECT 1 FROM folders WHERE parent_uid = $1)",
-        )
-        .bind(uid)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err("folder_is_empty"))?;
-        if !exists {
-            return Err(StoreError::NotFound);
-        }
-        Ok(!has_record && !has_child)
+        let op = "folder_is_empty";
+        let mut conn = self.pool.acquire().await.map_err(map_err(op))?;
+        folder_is_empty_in(&mut conn, op, uid)
+            .await
+            .map_err(TxError::into_store)?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed> {
+    async fn delete_folder_tree(&self, uid: &str, force: bool) -> StoreResult<Removed> {
         in_transaction!(self, "delete_folder_tree", |conn| delete_folder_tree_in(
-            conn, uid
+            conn, uid, force
         ))
     }
 

@@ -828,7 +828,8 @@ async fn delete_records_in(
     for sql in [
         "DELETE FROM record_history WHERE record_uid IN (SELECT value FROM json_each(?))",
         "DELETE FROM record_transactions WHERE record_uid IN (SELECT value FROM json_each(?))",
-        "DELETE FROM shares WHERE target_uid IN (SELECT value FROM json_each(?))",
+        "DELETE FROM shares WHERE kind = 'record' \
+         AND target_uid IN (SELECT value FROM json_each(?))",
         "DELETE FROM records WHERE uid IN (SELECT value FROM json_each(?))",
     ] {
         sqlx::query(sql)
@@ -855,9 +856,52 @@ async fn delete_record_in(conn: &mut SqliteConnection, uid: &str) -> StoreResult
     })
 }
 
+/// True when `uid` names a record or a folder. Records and folders share one UID space: a
+/// share names its target by UID alone, so a record and a folder with one UID would let the
+/// deletion of one take the other's shares along.
+async fn uid_taken(conn: &mut SqliteConnection, op: &'static str, uid: &str) -> StoreResult<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM records WHERE uid = ?) \
+             OR EXISTS (SELECT 1 FROM folders WHERE uid = ?)",
+    )
+    .bind(uid)
+    .bind(uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err(op))
+}
+
+/// [`Store::folder_is_empty`] on a connection: `None` if the folder does not exist.
+async fn folder_is_empty_in(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    uid: &str,
+) -> StoreResult<Option<bool>> {
+    // One statement, so the three answers come from the same snapshot.
+    let (exists, has_record, has_child): (bool, bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM folders WHERE uid = ?), \
+                EXISTS (SELECT 1 FROM records WHERE folder_uid = ?), \
+                EXISTS (SELECT 1 FROM folders WHERE parent_uid = ?)",
+    )
+    .bind(uid)
+    .bind(uid)
+    .bind(uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
+    Ok(exists.then_some(!has_record && !has_child))
+}
+
 /// The body of [`Store::delete_folder_tree`].
-async fn delete_folder_tree_in(conn: &mut SqliteConnection, uid: &str) -> StoreResult<Removed> {
+async fn delete_folder_tree_in(
+    conn: &mut SqliteConnection,
+    uid: &str,
+    force: bool,
+) -> StoreResult<Removed> {
     let op = "delete_folder_tree";
+    if !force && folder_is_empty_in(conn, op, uid).await? == Some(false) {
+        return Err(StoreError::Precondition("folder not empty"));
+    }
     // The folder and everything below it by parent links. For a shared folder that is exactly
     // its tree (`root_uid = uid`): a sub-folder is created under an existing parent of the same
     // tree and never moves. UNION (not UNION ALL) ends the walk even on a corrupt cycle.
@@ -888,11 +932,14 @@ async fn delete_folder_tree_in(conn: &mut SqliteConnection, uid: &str) -> StoreR
     .await
     .map_err(map_err(op))?;
     let files = delete_records_in(conn, op, &records).await?;
-    sqlx::query("DELETE FROM shares WHERE target_uid IN (SELECT value FROM json_each(?))")
-        .bind(&folder_list)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err(op))?;
+    sqlx::query(
+        "DELETE FROM shares WHERE kind = 'folder' \
+         AND target_uid IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&folder_list)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err(op))?;
     // Foreign keys (parent_uid, root_uid) point upwards: delete the leaves first.
     for level in &levels {
         sqlx::query("DELETE FROM folders WHERE uid IN (SELECT value FROM json_each(?))")
@@ -1400,6 +1447,12 @@ impl Store for SqliteStore {
     // ---- folders -----------------------------------------------------------------------
 
     async fn create_folder(&self, folder: &FolderRow) -> StoreResult<()> {
+        let op = "create_folder";
+        let mut tx = self.begin_immediate(op).await?;
+        if uid_taken(&mut tx, op, &folder.uid).await? {
+            tx.rollback().await.map_err(map_err(op))?;
+            return Err(StoreError::Conflict);
+        }
         sqlx::query(concat!(
             "INSERT INTO folders (",
             folder_cols!(),
@@ -1412,10 +1465,10 @@ impl Store for SqliteStore {
         .bind(&folder.key)
         .bind(&folder.data)
         .bind(folder.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(map_err("create_folder"))?;
-        Ok(())
+        .map_err(map_err(op))?;
+        tx.commit().await.map_err(map_err(op))
     }
 
     async fn folder(&self, uid: &str) -> StoreResult<FolderRow> {
@@ -1472,6 +1525,10 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err(op))?;
+        if uid_taken(&mut tx, op, &record.uid).await? {
+            tx.rollback().await.map_err(map_err(op))?;
+            return Err(StoreError::Conflict);
+        }
         sqlx::query(concat!(
             "INSERT INTO records (",
             record_cols!(),
@@ -2078,28 +2135,20 @@ impl Store for SqliteStore {
     }
 
     async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool> {
-        // One statement, so the three answers come from the same snapshot.
-        let (exists, has_record, has_child): (bool, bool, bool) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM folders WHERE uid = ?), \
-                    EXISTS (SELECT 1 FROM records WHERE folder_uid = ?), \
-                    EXISTS (SELECT 1 FROM folders WHERE parent_uid = ?)",
-        )
-        .bind(uid)
-        .bind(uid)
-        .bind(uid)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err("folder_is_empty"))?;
-        if !exists {
-            return Err(StoreError::NotFound);
-        }
-        Ok(!has_record && !has_child)
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(map_err("folder_is_empty"))?;
+        folder_is_empty_in(&mut conn, "folder_is_empty", uid)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed> {
+    async fn delete_folder_tree(&self, uid: &str, force: bool) -> StoreResult<Removed> {
         let op = "delete_folder_tree";
         let mut tx = self.begin_immediate(op).await?;
-        let result = delete_folder_tree_in(&mut tx, uid).await;
+        let result = delete_folder_tree_in(&mut tx, uid, force).await;
         finish(op, tx, result).await
     }
 

@@ -429,7 +429,10 @@ async fn deletions_leave_no_orphan_rows() {
             ("shares", 4),
         ]
     );
-    let removed = s.delete_folder_tree("sf1").await.expect("delete tree");
+    let removed = s
+        .delete_folder_tree("sf1", true)
+        .await
+        .expect("delete tree");
     // Children come before their parents in the folder list.
     assert_eq!(removed.folders, ["a1", "a", "sf1"]);
     assert_eq!(removed.records, ["r0", "r1", "r2"]);

@@ -451,7 +451,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- folders -----------------------------------------------------------------------
 
-    /// Creates a folder. `Conflict` if the UID exists.
+    /// Creates a folder. `Conflict` if the UID names a folder or a record (the two share one UID
+    /// space, since a share names its target by UID).
     async fn create_folder(&self, folder: &FolderRow) -> StoreResult<()>;
     /// A folder by UID; `NotFound` if none.
     async fn folder(&self, uid: &str) -> StoreResult<FolderRow>;
@@ -463,7 +464,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- records and files ---------------------------------------------------------------
 
-    /// Creates a record and its first history entry. `Conflict` if the UID exists.
+    /// Creates a record and its first history entry. `Conflict` if the UID names a record or a
+    /// folder.
     async fn create_record(&self, record: &RecordRow, actor: &str) -> StoreResult<()>;
     /// A record by UID; `NotFound` if none.
     async fn record(&self, uid: &str) -> StoreResult<RecordRow>;
@@ -600,8 +602,11 @@ pub trait Store: Send + Sync + 'static {
     /// True when a folder directly contains no record and no sub-folder.
     async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool>;
     /// Deletes a folder, all its sub-folders, every record in them (as [`Store::delete_record`])
-    /// and, for a shared folder, its shares. `NotFound` if it does not exist.
-    async fn delete_folder_tree(&self, uid: &str) -> StoreResult<Removed>;
+    /// and, for a shared folder, its shares. `NotFound` if it does not exist. Without `force`, a
+    /// folder that is not empty (see [`Store::folder_is_empty`], judged in the same transaction
+    /// as the deletion, so a record created meanwhile is never taken along) is refused with
+    /// `Precondition("folder not empty")`.
+    async fn delete_folder_tree(&self, uid: &str, force: bool) -> StoreResult<Removed>;
 
     // ---- audit -----------------------------------------------------------------------------
 

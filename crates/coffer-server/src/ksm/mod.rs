@@ -6,7 +6,7 @@
 
 mod auth;
 mod read;
-mod write;
+pub(crate) mod write;
 
 pub use write::expire_transactions;
 

@@ -64,9 +64,13 @@ struct Rights {
 
 impl Rights {
     async fn load(state: &AppState, caller: &Caller) -> ApiResult<Self> {
+        Self::of_app(state, &caller.device.app_uid).await
+    }
+
+    async fn of_app(state: &AppState, app_uid: &str) -> ApiResult<Self> {
         let mut folders = HashMap::new();
         let mut records = HashMap::new();
-        for share in state.store.shares_of_app(&caller.device.app_uid).await? {
+        for share in state.store.shares_of_app(app_uid).await? {
             let map = match share.kind {
                 ShareKind::Folder => &mut folders,
                 ShareKind::Record => &mut records,
@@ -107,6 +111,28 @@ fn read_only(what: &str, uid: &str) -> ApiError {
     ApiError::denied(format!(
         "{what} {uid} is shared read-only with this application; the owner must share it as editable."
     ))
+}
+
+/// Checks, when an upload announced by a device arrives, that the device still exists and may
+/// still change the record: revoking a device or its share also stops its pending uploads.
+pub(crate) async fn device_may_still_edit(
+    state: &AppState,
+    client_id: &str,
+    record_uid: &str,
+) -> ApiResult<()> {
+    let device = match state.store.device(client_id).await {
+        Ok(device) => device,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::denied(
+                "The device that announced this upload has been removed; the upload is refused.",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let rights = Rights::of_app(state, &device.app_uid).await?;
+    editable_record(state, &rights, record_uid)
+        .await
+        .map(|_| ())
 }
 
 /// Loads a record the caller may change.
@@ -330,7 +356,7 @@ pub async fn create_secret(state: &AppState, caller: &Caller) -> ApiResult<Reply
         Ok(()) => {}
         Err(StoreError::Conflict) => {
             return Err(ApiError::bad_request(format!(
-                "A record with UID {} already exists; generate a new UID.",
+                "UID {} is already used by a record or folder; generate a new UID.",
                 req.record_uid
             )));
         }
@@ -415,7 +441,7 @@ pub async fn create_folder(state: &AppState, caller: &Caller) -> ApiResult<Reply
         Ok(()) => {}
         Err(StoreError::Conflict) => {
             return Err(ApiError::bad_request(format!(
-                "A folder with UID {} already exists; generate a new UID.",
+                "UID {} is already used by a folder or record; generate a new UID.",
                 req.folder_uid
             )));
         }
@@ -453,13 +479,15 @@ pub async fn delete_folder(state: &AppState, caller: &Caller) -> ApiResult<Reply
                     "Folder {folder_uid} is a shared folder; only its owner can delete it."
                 )));
             }
-            if !force && !state.store.folder_is_empty(folder_uid).await? {
-                return Err(ApiError::bad_request(format!(
-                    "Folder {folder_uid} is not empty; delete its contents first or use force deletion."
-                )));
-            }
-            let removed = match state.store.delete_folder_tree(folder_uid).await {
+            // Emptiness is judged in the deleting transaction: a record created meanwhile is
+            // never taken along by a delete without force.
+            let removed = match state.store.delete_folder_tree(folder_uid, force).await {
                 Ok(removed) => removed,
+                Err(StoreError::Precondition("folder not empty")) => {
+                    return Err(ApiError::bad_request(format!(
+                        "Folder {folder_uid} is not empty; delete its contents first or use force deletion."
+                    )));
+                }
                 Err(StoreError::NotFound) => return Err(invisible_folder(folder_uid)),
                 Err(err) => return Err(ApiError::from(err)),
             };
@@ -527,7 +555,10 @@ pub async fn add_file(state: &AppState, caller: &Caller) -> ApiResult<Reply> {
             created_at: now,
         },
         record_data,
-        record_revision: req.owner_record_revision,
+        // The revision the record had when the file was announced, also for SDKs that do not
+        // send one: a save between announcement and upload makes the upload stale, so the
+        // upload's record data never overwrites that save.
+        record_revision: Some(record.revision),
         actor: actor(caller),
         expires_at: now + state.config.upload_ttl.as_millis() as i64,
     };

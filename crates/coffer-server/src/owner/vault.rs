@@ -297,11 +297,26 @@ where
             }
             ReceiveError::Io(io) => ApiError::internal(io),
         })?;
-    state
-        .files
-        .publish(incoming, &upload.file.uid)
-        .await
-        .map_err(ApiError::internal)?;
+    if let Some(client_id) = upload.actor.strip_prefix("client:")
+        && let Err(err) =
+            crate::ksm::write::device_may_still_edit(state, client_id, &upload.file.record_uid)
+                .await
+    {
+        state.files.discard(incoming).await;
+        return Err(err);
+    }
+    // Published under its UID only if nothing is there yet: of two requests racing with one
+    // token, the second never replaces (nor, on failing, removes) the first one's content.
+    match state.files.publish(incoming, &upload.file.uid).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "This upload link is unknown, already used or expired; add the file again.",
+            ));
+        }
+        Err(err) => return Err(ApiError::internal(err)),
+    }
     match state.store.complete_upload(&token_hash, now_ms()).await {
         Ok(_) => Ok(upload),
         Err(err) => {
@@ -499,13 +514,16 @@ pub async fn delete_folder(
     Body(req): Body<DeleteFolderRequest>,
 ) -> ApiResult<Json<RemovedResponse>> {
     owner.folder(&state, &uid).await?;
-    if !req.force && !state.store.folder_is_empty(&uid).await? {
-        return Err(ApiError::bad_request(format!(
-            "Folder {uid} is not empty; delete what is in it first, or use --force to delete it \
-             with all its sub-folders and records."
-        )));
-    }
-    let removed = state.store.delete_folder_tree(&uid).await?;
+    let removed = match state.store.delete_folder_tree(&uid, req.force).await {
+        Ok(removed) => removed,
+        Err(StoreError::Precondition("folder not empty")) => {
+            return Err(ApiError::bad_request(format!(
+                "Folder {uid} is not empty; delete what is in it first, or use --force to delete \
+                 it with all its sub-folders and records."
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    };
     state.files.remove_all(&removed.files).await;
     owner.audit(&state, "folder.delete", &uid).await?;
     Ok(Json(removed_out(removed)))

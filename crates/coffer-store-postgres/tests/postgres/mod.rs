@@ -1140,7 +1140,10 @@ async fn deletions_leave_no_orphan_rows() {
             ("shares", 4),
         ]
     );
-    let removed = s.delete_folder_tree("sf1").await.expect("delete tree");
+    let removed = s
+        .delete_folder_tree("sf1", true)
+        .await
+        .expect("delete tree");
     // Children come before their parents in the folder list, as with SQLite.
     assert_eq!(removed.folders, ["a1", "a", "sf1"]);
     assert_eq!(removed.records, ["r0", "r1", "r2"]);
@@ -1184,7 +1187,7 @@ async fn folder_tree_deletion_races_with_inserts() {
         let deleting = {
             let s = Arc::clone(&s);
             let sf = sf.clone();
-            tokio::spawn(async move { s.delete_folder_tree(&sf).await })
+            tokio::spawn(async move { s.delete_folder_tree(&sf, true).await })
         };
         // (kind, uid, outcome) of each insert into the tree.
         let inserts: Vec<_> = [

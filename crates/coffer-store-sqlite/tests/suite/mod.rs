@@ -25,6 +25,9 @@ macro_rules! all_suite_tests {
             upload_completion_race,
             upload_uid_race,
             upload_expiry,
+            upload_refused_while_transaction_open,
+            records_and_folders_share_one_uid_space,
+            record_folder_uid_race,
             apps_and_shares,
             app_contents,
             app_contents_is_one_snapshot,
@@ -46,6 +49,7 @@ macro_rules! all_suite_tests {
             folder_updates,
             folder_emptiness,
             folder_tree_deletion,
+            folder_deletion_without_force,
             count_request,
             export_import_round_trip,
             import_refuses_a_non_empty_store,
@@ -758,6 +762,123 @@ pub async fn upload_stale_revision<H: Harness>(h: &H) {
     let c = upload("tc", "fc", "r1", Some(2));
     s.create_upload(&c).await.expect("c");
     assert_eq!(s.complete_upload(&c.token_hash, 6_600).await.expect("c"), 3);
+}
+
+/// An upload's record data does not mention a transaction's change: completing it while a
+/// transaction is open on the record is refused and changes nothing.
+pub async fn upload_refused_while_transaction_open<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    for (token, revision) in [("ta", Some(1)), ("tb", None)] {
+        let file = format!("f-{token}");
+        s.create_upload(&upload(token, &file, "r1", revision))
+            .await
+            .expect("announce");
+    }
+    s.update_record(&transactional(
+        update("r1", 1, "rotated", 9_000),
+        "rotation",
+        60_000,
+    ))
+    .await
+    .expect("rotation");
+    let during = s.record("r1").await.expect("r1");
+    for token in ["ta", "tb"] {
+        let up = upload(token, &format!("f-{token}"), "r1", None);
+        assert_err!(
+            s.complete_upload(&up.token_hash, 9_500).await,
+            StoreError::Precondition(_)
+        );
+        assert_err!(s.file(&up.file.uid).await, StoreError::NotFound);
+    }
+    assert_eq!(
+        s.record("r1").await.expect("r1"),
+        during,
+        "record unchanged"
+    );
+    assert_eq!(
+        s.transaction("r1")
+            .await
+            .expect("still open")
+            .previous_revision,
+        1
+    );
+    assert!(
+        s.files_of_records(&strings(&["r1"]))
+            .await
+            .expect("files")
+            .is_empty()
+    );
+}
+
+/// A share names its target by UID alone, so a record and a folder never share a UID.
+pub async fn records_and_folders_share_one_uid_space<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    s.create_folder(&folder("sub", "o1", Some("sf1"), "sf1", 300))
+        .await
+        .expect("sub");
+    assert_err!(
+        s.create_folder(&folder("r1", "o1", Some("sf1"), "sf1", 400))
+            .await,
+        StoreError::Conflict
+    );
+    assert_err!(
+        s.create_folder(&shared("r1", "o1", 401)).await,
+        StoreError::Conflict
+    );
+    for uid in ["sf1", "sub"] {
+        assert_err!(
+            s.create_record(&record(uid, "o1", "sf1", "sf1", 402), "owner:o1")
+                .await,
+            StoreError::Conflict
+        );
+    }
+    assert_err!(s.folder("r1").await, StoreError::NotFound);
+    assert_err!(s.record("sf1").await, StoreError::NotFound);
+    assert_err!(s.record("sub").await, StoreError::NotFound);
+    assert_eq!(
+        folder_uids(&s.folders_of_owner("o1").await.expect("folders")),
+        ["sf1", "sub"]
+    );
+    assert_eq!(
+        record_uids(&s.records_of_owner("o1").await.expect("records")),
+        ["r1"]
+    );
+}
+
+/// A record and a folder created at once with one UID: exactly one of them exists after.
+pub async fn record_folder_uid_race<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    for round in 0..8 {
+        let uid = format!("both-{round}");
+        let (a, b) = (s.clone(), s.clone());
+        let (u1, u2) = (uid.clone(), uid.clone());
+        let as_record = tokio::spawn(async move {
+            a.create_record(&record(&u1, "o1", "sf1", "sf1", 500), "owner:o1")
+                .await
+        });
+        let as_folder = tokio::spawn(async move {
+            b.create_folder(&folder(&u2, "o1", Some("sf1"), "sf1", 500))
+                .await
+        });
+        let outcomes = [
+            as_record.await.expect("join"),
+            as_folder.await.expect("join"),
+        ];
+        let won = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(()) | Err(StoreError::Conflict))),
+            "round {round}: {outcomes:?}"
+        );
+        let is_record = s.record(&uid).await.is_ok();
+        let is_folder = s.folder(&uid).await.is_ok();
+        assert!(is_record != is_folder, "round {round}");
+    }
 }
 
 pub async fn upload_completion_race<H: Harness>(h: &H) {
@@ -2555,6 +2676,55 @@ pub async fn folder_emptiness<H: Harness>(h: &H) {
     assert!(s.folder_is_empty("sf2").await.expect("sf2 empty again"));
 }
 
+/// Without force a folder is deleted only if it is empty when the deletion runs; a refused
+/// deletion changes nothing.
+pub async fn folder_deletion_without_force<H: Harness>(h: &H) {
+    let s = h.open().await;
+    vault_with_record(&*s).await;
+    for f in [
+        folder("a", "o1", Some("sf1"), "sf1", 3),
+        folder("a-1", "o1", Some("a"), "sf1", 4),
+        folder("b", "o1", Some("sf1"), "sf1", 5),
+    ] {
+        s.create_folder(&f).await.expect("folder");
+    }
+    s.create_record(&record("rb", "o1", "sf1", "b", 6), "owner:o1")
+        .await
+        .expect("rb");
+    let folders_before = s.folders_of_owner("o1").await.expect("folders");
+    let records_before = s.records_of_owner("o1").await.expect("records");
+    for uid in ["a", "b", "sf1"] {
+        assert_err!(
+            s.delete_folder_tree(uid, false).await,
+            StoreError::Precondition("folder not empty")
+        );
+    }
+    assert_eq!(
+        s.folders_of_owner("o1").await.expect("folders"),
+        folders_before
+    );
+    assert_eq!(
+        s.records_of_owner("o1").await.expect("records"),
+        records_before
+    );
+    assert_err!(
+        s.delete_folder_tree("nope", false).await,
+        StoreError::NotFound
+    );
+
+    // Empty ones go without force.
+    let removed = s.delete_folder_tree("a-1", false).await.expect("a-1");
+    assert_eq!(removed.folders, ["a-1"]);
+    assert!(removed.records.is_empty());
+    s.delete_record("rb").await.expect("rb");
+    s.delete_folder_tree("b", false).await.expect("b");
+    s.delete_folder_tree("a", false).await.expect("a");
+    assert_eq!(
+        folder_uids(&s.folders_of_owner("o1").await.expect("folders")),
+        ["sf1"]
+    );
+}
+
 pub async fn folder_tree_deletion<H: Harness>(h: &H) {
     let s = h.open().await;
     s.create_owner(&owner("o1", "o1@example.com"), false)
@@ -2614,7 +2784,7 @@ pub async fn folder_tree_deletion<H: Harness>(h: &H) {
     }
 
     // A sub-folder: itself, its sub-folders at every depth and their records.
-    let removed = s.delete_folder_tree("a").await.expect("delete a");
+    let removed = s.delete_folder_tree("a", true).await.expect("delete a");
     assert_eq!(
         sorted(removed),
         Removed {
@@ -2648,10 +2818,13 @@ pub async fn folder_tree_deletion<H: Harness>(h: &H) {
         strings(&["r-root", "r-z", "sf1", "sf2"])
     );
     assert!(s.folder_is_empty("a").await.is_err());
-    assert_err!(s.delete_folder_tree("a1x").await, StoreError::NotFound);
+    assert_err!(
+        s.delete_folder_tree("a1x", true).await,
+        StoreError::NotFound
+    );
 
     // A shared folder: the rest of its tree and its own share.
-    let removed = s.delete_folder_tree("sf1").await.expect("delete sf1");
+    let removed = s.delete_folder_tree("sf1", true).await.expect("delete sf1");
     assert_eq!(
         sorted(removed),
         Removed {
@@ -2681,11 +2854,17 @@ pub async fn folder_tree_deletion<H: Harness>(h: &H) {
         targets(s.shares_of_app("app").await.expect("shares")),
         strings(&["r-z", "sf2"])
     );
-    assert_err!(s.delete_folder_tree("sf1").await, StoreError::NotFound);
-    assert_err!(s.delete_folder_tree("nope").await, StoreError::NotFound);
+    assert_err!(
+        s.delete_folder_tree("sf1", true).await,
+        StoreError::NotFound
+    );
+    assert_err!(
+        s.delete_folder_tree("nope", true).await,
+        StoreError::NotFound
+    );
 
     // A whole tree in one go, straight from the root.
-    let removed = s.delete_folder_tree("sf2").await.expect("delete sf2");
+    let removed = s.delete_folder_tree("sf2", true).await.expect("delete sf2");
     assert_eq!(
         sorted(removed),
         Removed {
@@ -2702,7 +2881,7 @@ pub async fn folder_tree_deletion<H: Harness>(h: &H) {
         .await
         .expect("sf3");
     assert_eq!(
-        s.delete_folder_tree("sf3").await.expect("delete sf3"),
+        s.delete_folder_tree("sf3", true).await.expect("delete sf3"),
         Removed {
             records: Vec::new(),
             folders: strings(&["sf3"]),
