@@ -9,15 +9,17 @@ use serde_json::Value;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 pub struct RecordData {
     /// Title.
+    #[serde(deserialize_with = "null_as_default")]
     pub title: String,
     /// Record type name, e.g. `login`.
     #[serde(rename = "type")]
     pub record_type: String,
-    /// Standard fields.
-    #[serde(default)]
+    /// Standard fields (`null`, as the Python SDK writes for a record created without fields,
+    /// reads as none).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fields: Vec<Field>,
-    /// Custom fields (always written, the backend expects the key).
-    #[serde(default)]
+    /// Custom fields (always written, the backend expects the key; `null` reads as none).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub custom: Vec<Field>,
     /// Notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,6 +27,15 @@ pub struct RecordData {
     /// Keys this version does not know.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
+}
+
+/// Reads `null` as the type's default: SDKs write `null` for an unset list or title.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// One field of a record.
@@ -36,8 +47,8 @@ pub struct Field {
     /// Display label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// Values, always an array.
-    #[serde(default)]
+    /// Values, always an array (`null` reads as none).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub value: Vec<Value>,
     /// Keys this version does not know (`required`, `privacyScreen`, `complexity`, …).
     #[serde(flatten)]
@@ -357,6 +368,24 @@ mod tests {
         assert_eq!(back["fields"][0]["required"], true);
     }
 
+    /// The Python SDK writes `"fields": null` for a record created without fields; such a
+    /// record must read as one with no fields, not as undecryptable.
+    #[test]
+    fn null_lists_and_title_read_as_empty() {
+        let text = br#"{"title":null,"type":"login","fields":null,"custom":null,"notes":null}"#;
+        let rec = RecordData::from_slice(text).unwrap();
+        assert_eq!(rec.title, "");
+        assert!(rec.fields.is_empty() && rec.custom.is_empty());
+        let text = br#"{"title":"T","type":"login","fields":[{"type":"login","value":null}]}"#;
+        let rec = RecordData::from_slice(text).unwrap();
+        assert!(rec.field("login").unwrap().value.is_empty());
+        // Written back, the lists are lists.
+        let back: Value = serde_json::from_slice(&rec.to_vec()).unwrap();
+        assert_eq!(back["custom"], serde_json::json!([]));
+        // Other types still fail.
+        assert!(RecordData::from_slice(br#"{"title":"T","type":"login","fields":{}}"#).is_err());
+    }
+
     #[test]
     fn parsing_keeps_every_key_where_it_belongs() {
         let text = br#"{"fields":[{"value":[{"hostName":"h","port":"1"}],"type":"host","title":"kept","privacyScreen":true,"label":null}],
@@ -394,7 +423,6 @@ mod tests {
             &br#"{"type":"login"}"#[..],
             br#"{"title":"t"}"#,
             br#"{"title":"t","type":"login","title":"again"}"#,
-            br#"{"title":"t","type":"login","fields":null}"#,
             br#"{"title":"t","type":"login","fields":[{"value":[]}]}"#,
             br#"{"title":"t","type":"login","fields":[{"type":"a","type":"b"}]}"#,
             br#"{"title":"t","type":"login","fields":[{"type":"a","value":"not a list"}]}"#,

@@ -71,6 +71,11 @@ if args.get("notation"):
 if args.get("create"):
     c = args["create"]
     rec = RecordCreate("login", c["title"])
+    if c.get("bare"):
+        # No fields set: the Python SDK writes "fields": null.
+        out["created"] = sm.create_secret(c["folder"], rec)
+        print(json.dumps(out))
+        sys.exit(0)
     rec.fields = [RecordField(field_type="login", value=[c["login"]]),
                   RecordField(field_type="password", value=[c["password"]]),
                   RecordField(field_type="url", value=["https://py.example.com"]),
@@ -332,4 +337,23 @@ async fn records_written_by_either_sdk_read_the_same_in_the_other() {
         Some("Ada")
     );
     assert_eq!(mine.files().len(), 1);
+
+    // A record Python creates without fields ("fields": null) reads as one with none.
+    let out =
+        py(json!({"create": {"folder": fx.folder, "title": "Bare From Python", "bare": true}}))
+            .await;
+    let bare_uid = out["created"].as_str().unwrap().to_owned();
+    let all = ours
+        .get_secrets_with_options(&Default::default())
+        .await
+        .unwrap();
+    assert!(all.bad_records.is_empty(), "{:?}", all.bad_records);
+    let bare = ours
+        .get_secret_by_title("Bare From Python")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bare.uid(), bare_uid);
+    assert_eq!(bare.record_type(), "login");
+    assert!(bare.data().fields.is_empty());
 }
