@@ -1063,11 +1063,18 @@ impl SecretsManager {
         })
     }
 
-    /// Re-reads a record from the server (new revision, files, data).
+    /// Re-reads a record from the server (new revision, files, data). Never answered from the
+    /// offline cache: when the server is unavailable this fails and `record` is left as it was
+    /// (a cached copy could hold an older revision than the one just written).
     pub async fn refresh(&self, record: &mut Record) -> Result<()> {
-        let fresh = self
-            .get_secrets(&[record.uid()])
-            .await?
+        let secrets = self.get_secrets(&[record.uid()]).await?;
+        if let Some(cached) = &secrets.cached {
+            return Err(SdkError::Network(format!(
+                "the server is unavailable (only a cached copy {:?} old could be read)",
+                cached.age
+            )));
+        }
+        let fresh = secrets
             .into_iter()
             .find(|r| r.uid == record.uid)
             .ok_or_else(|| {
@@ -1096,14 +1103,12 @@ impl SecretsManager {
         options: &SaveOptions,
     ) -> Result<()> {
         self.ensure_bound().await?;
+        // What is written: the record's data without references to the detached files. The
+        // caller's record changes only once the server has accepted it.
+        let mut data = record.data.clone();
         if !options.links_to_remove.is_empty() {
             let remove = &options.links_to_remove;
-            for field in record
-                .data
-                .fields
-                .iter_mut()
-                .filter(|f| f.field_type == "fileRef")
-            {
+            for field in data.fields.iter_mut().filter(|f| f.field_type == "fileRef") {
                 field.value.retain(|v| {
                     v.as_str()
                         .is_none_or(|uid| !remove.iter().any(|r| r == uid))
@@ -1112,13 +1117,14 @@ impl SecretsManager {
         }
         let body = wire::UpdateSecretBody {
             record_uid: record.uid.clone(),
-            data: encode_std(&gcm_seal(&record.key, &record_json(&record.data))),
+            data: encode_std(&gcm_seal(&record.key, &record_json(&data))),
             revision: record.revision,
             transaction_type: options.transaction_type.map(TransactionType::as_str),
             links2_remove: (!options.links_to_remove.is_empty())
                 .then(|| options.links_to_remove.clone()),
         };
         self.post("update_secret", &body, false).await?;
+        record.data = data;
         if !options.links_to_remove.is_empty() {
             record
                 .files

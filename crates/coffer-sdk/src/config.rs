@@ -293,9 +293,42 @@ impl ConfigStorage for FileStorage {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file + rename) with mode 0600.
+/// Follows a chain of symbolic links (at most 40, as the kernel does) to the path they name,
+/// which need not exist yet.
+fn resolve_link(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&current).map_err(|e| {
+                    SdkError::io(format!("cannot read the link {}", current.display()), e)
+                })?;
+                current = match current.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(SdkError::Config(format!(
+        "{} is a chain of too many symbolic links",
+        path.display()
+    )))
+}
+
+/// Writes `bytes` to `path` atomically (temporary file + rename) with mode 0600. A symbolic
+/// link at `path` is followed: its target is replaced, the link stays.
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = resolve_link(path)?;
+            resolved.as_path()
+        }
+        _ => path,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -470,6 +503,38 @@ mod tests {
         assert!(err.to_string().contains("chmod 600"), "{err}");
         let relaxed = FileStorage::new(&path).allow_insecure_permissions(true);
         assert_eq!(relaxed.load().unwrap(), c);
+    }
+
+    #[test]
+    fn a_symlinked_config_is_written_through_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real").join("cfg.json");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        let link = dir.path().join("link.json");
+        // A relative link, resolved against the link's directory.
+        std::os::unix::fs::symlink("real/cfg.json", &link).unwrap();
+        let storage = FileStorage::new(&link);
+        let mut c = Config::new();
+        c.set("hostname", "through-the-link");
+        storage.save(&c).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(FileStorage::new(&real).load().unwrap(), c);
+        assert_eq!(storage.load().unwrap(), c);
+        // A dangling link gets its target created.
+        let dangling = dir.path().join("dangling.json");
+        std::os::unix::fs::symlink(dir.path().join("made.json"), &dangling).unwrap();
+        FileStorage::new(&dangling).save(&c).unwrap();
+        assert_eq!(
+            FileStorage::new(dir.path().join("made.json"))
+                .load()
+                .unwrap(),
+            c
+        );
     }
 
     #[test]

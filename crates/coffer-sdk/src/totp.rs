@@ -46,6 +46,10 @@ pub fn get_totp_code_at(uri: &str, unix_time: u64) -> Result<TotpCode> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
+        // As Python's `parse_qsl` does: a blank value is no value (the default applies).
+        if value.is_empty() {
+            continue;
+        }
         match percent_decode(key).as_str() {
             "secret" => secret = Some(value),
             "algorithm" => algorithm = Some(value),
@@ -247,6 +251,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!((d.code.as_str(), d.period), ("324550", 30));
+        // Blank values are no values: the defaults apply, and an earlier value stays.
+        for uri in [
+            "otpauth://totp/X?secret=JBSWY3DPEHPK3PXP&algorithm=&digits=&period=&counter=1700000000",
+            "otpauth://totp/X?secret=JBSWY3DPEHPK3PXP&algorithm&counter=1700000000",
+            "otpauth://totp/X?secret=JBSWY3DPEHPK3PXP&secret=&counter=1700000000",
+        ] {
+            assert_eq!(get_totp_code(uri).unwrap().code, "324550", "{uri}");
+        }
     }
 
     #[test]

@@ -366,6 +366,39 @@ async fn the_offline_cache_covers_drops_and_5xx_but_not_refusals() {
     assert!(!sm.get_all_secrets().await.unwrap().from_cache());
 }
 
+/// `refresh` promises the server's current record: a cached copy (which may predate a save
+/// just made) is refused and the record is left as it was.
+#[tokio::test]
+async fn refresh_is_never_answered_from_the_offline_cache() {
+    let server = start().await;
+    let double = start_double(&server).await;
+    let sm = bound_client_via_double(
+        &server,
+        &double,
+        fast_retries(1),
+        Some(CacheOptions::memory()),
+    )
+    .await;
+    double.set(Fault::Forward);
+    let uid = sm.get_all_secrets().await.unwrap()[0].uid().to_owned();
+    let mut record = sm.get_secret(&uid).await.unwrap();
+    let before = record.clone();
+
+    double.set(Fault::Unavailable);
+    assert!(
+        sm.get_secret(&uid).await.is_ok(),
+        "reads fall back to the cache"
+    );
+    let err = sm.refresh(&mut record).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert_eq!(record.revision(), before.revision());
+    assert_eq!(record.data(), before.data());
+
+    double.set(Fault::Forward);
+    sm.refresh(&mut record).await.unwrap();
+    assert_eq!(record.revision(), before.revision());
+}
+
 #[tokio::test]
 async fn one_connection_is_reused_and_a_silent_server_times_out() {
     let server = start().await;

@@ -344,6 +344,28 @@ async fn files_are_uploaded_with_progress_and_detached() {
         [coffer_crypto::encode_url(b"plain text")]
     );
 
+    // A refused detach (read-only share) leaves the caller's record as it was.
+    let ro = server.sdk_for(&[(&fx.folder, false)]).await;
+    let mut ro_rec = ro.get_secrets(&[&fx.db]).await.unwrap().remove(0);
+    let before = ro_rec.clone();
+    let err = ro
+        .save_with_options(
+            &mut ro_rec,
+            &SaveOptions {
+                links_to_remove: vec![uid.clone()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("access_denied"), "{err}");
+    assert_eq!(
+        ro_rec.get::<fields::FileRef>().unwrap(),
+        vec![uid.clone(), second.clone()]
+    );
+    assert_eq!(ro_rec.data(), before.data());
+    assert_eq!(ro_rec.files().len(), 2);
+
     // Detach the first file.
     sm.save_with_options(
         &mut rec,
