@@ -136,7 +136,9 @@ impl SecretsManagerBuilder {
         self
     }
 
-    /// Total time allowed for one HTTP exchange (default 60 s).
+    /// Time allowed for one API call, and the longest a file transfer may go without any data
+    /// moving (default 60 s). A file transfer has no fixed total limit: a download may take as
+    /// long as data keeps arriving, an upload this long plus one second per 32 KiB.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -224,15 +226,19 @@ impl SecretsManagerBuilder {
                 }
             }
         }
-        let http = build_http(&HttpSettings {
+        let settings = HttpSettings {
             tls,
             proxy: self.proxy,
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
-        })?;
+        };
+        let http = build_http(&settings, true)?;
+        let upload_http = build_http(&settings, false)?;
         Ok(SecretsManager {
             inner: Arc::new(Inner {
                 http,
+                upload_http,
+                timeout: self.timeout,
                 storage,
                 state: Mutex::new(state),
                 bind_lock: tokio::sync::Mutex::new(()),
@@ -472,6 +478,10 @@ impl State {
 
 pub(crate) struct Inner {
     pub http: reqwest::Client,
+    /// For uploads: no per-read timeout, a total deadline per request.
+    pub upload_http: reqwest::Client,
+    /// Deadline of one API call; see [`SecretsManagerBuilder::timeout`].
+    pub timeout: Duration,
     storage: Box<dyn ConfigStorage>,
     state: Mutex<State>,
     bind_lock: tokio::sync::Mutex<()>,
@@ -765,7 +775,7 @@ impl SecretsManager {
                 key_id: &key_id,
                 device: &device,
             };
-            match post_once(&self.inner.http, &url, &keys, &payload).await {
+            match post_once(&self.inner.http, self.inner.timeout, &url, &keys, &payload).await {
                 Attempt::Ok(plain) => return Ok(plain),
                 Attempt::Throttled(retry_after) => {
                     if throttles >= self.inner.retry.max_retries {

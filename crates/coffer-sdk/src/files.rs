@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use coffer_crypto::{SymmetricKey, encode_std, encode_url, gcm_open, gcm_seal};
@@ -120,6 +121,12 @@ pub struct Progress {
 
 /// A progress callback.
 pub type ProgressFn = Box<dyn FnMut(Progress) + Send>;
+
+/// Total deadline of an upload of `bytes`: the API timeout plus one second per 32 KiB, so a
+/// slow link (~256 kbit/s) still gets through while a stalled one is eventually given up.
+fn upload_deadline(timeout: Duration, bytes: u64) -> Duration {
+    timeout.saturating_add(Duration::from_secs(bytes / (32 * 1024)))
+}
 
 /// A file to attach to a record.
 #[derive(Clone, PartialEq)]
@@ -421,8 +428,9 @@ impl SecretsManager {
         form = form.part("file", part);
         let response = self
             .inner
-            .http
+            .upload_http
             .post(&answer.url)
+            .timeout(upload_deadline(self.inner.timeout, total))
             .multipart(form)
             .send()
             .await

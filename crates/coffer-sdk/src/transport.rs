@@ -99,11 +99,17 @@ pub(crate) struct HttpSettings {
     pub connect_timeout: Duration,
 }
 
-/// Builds the one HTTP client a `SecretsManager` uses for everything (API calls, downloads,
-/// uploads), so connections are reused (keep-alive).
-pub(crate) fn build_http(settings: &HttpSettings) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(settings.timeout)
+/// Builds an HTTP client; a `SecretsManager` keeps one for API calls and downloads and one for
+/// uploads, each reusing its connections (keep-alive). With `read_timeout`, `timeout` bounds
+/// every wait for data (API calls also get it as their total deadline, per request; downloads
+/// none). Uploads go without it, since the answer is awaited the whole time the body is sent,
+/// and get a total deadline per request instead.
+pub(crate) fn build_http(settings: &HttpSettings, read_timeout: bool) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if read_timeout {
+        builder = builder.read_timeout(settings.timeout);
+    }
+    let mut builder = builder
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -188,6 +194,7 @@ pub(crate) enum Attempt {
 /// Encrypts, signs and posts one payload; classifies the answer.
 pub(crate) async fn post_once(
     http: &reqwest::Client,
+    timeout: Duration,
     url: &str,
     keys: &CallKeys<'_>,
     payload: &[u8],
@@ -202,6 +209,7 @@ pub(crate) async fn post_once(
     drop(signed);
     let request = http
         .post(url)
+        .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
         .header("PublicKeyId", keys.key_id)
         .header("TransmissionKey", encode_std(&encrypted_key))

@@ -394,3 +394,57 @@ async fn uploads_need_an_editable_share() {
         .unwrap_err();
     assert_eq!(err.code(), Some("access_denied"), "{err}");
 }
+
+/// The timeout bounds API calls and waits for data, not whole file transfers: a transfer that
+/// keeps moving completes even when it takes several times the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_transfers_longer_than_the_timeout_complete_while_data_moves() {
+    let server = start().await;
+    let fx = fixture(&server).await;
+    let app = server.app("slow link", &[(&fx.folder, true)]).await;
+    let client = server.client(&app).await;
+    let timeout = std::time::Duration::from_millis(300);
+    let sm = server
+        .builder()
+        .storage(coffer_sdk::MemoryStorage::from_text(&client.config).unwrap())
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let mut rec = sm.get_secrets(&[&fx.db]).await.unwrap().remove(0);
+    let content: Vec<u8> = (0..512 * 1024u32).map(|i| (i % 253) as u8).collect();
+
+    // Every 64 KiB chunk is held back 80 ms: about 0.65 s for the upload.
+    let started = std::time::Instant::now();
+    let uid = sm
+        .upload_file_with_progress(
+            &mut rec,
+            FileUpload::new("slow.bin", content.clone()),
+            Box::new(|_| std::thread::sleep(std::time::Duration::from_millis(80))),
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() > timeout * 2, "{:?}", started.elapsed());
+
+    // The download is read slowly too: 20 ms after every piece that arrives.
+    let file = rec.file(&uid).unwrap().clone();
+    let started = std::time::Instant::now();
+    let pieces = Arc::new(Mutex::new(0usize));
+    let counter = pieces.clone();
+    let back = sm
+        .download_file_with_progress(
+            &file,
+            Box::new(move |_| {
+                *counter.lock().unwrap() += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(back, content);
+    let pieces = *pieces.lock().unwrap();
+    assert!(
+        started.elapsed() > timeout || pieces < 16,
+        "{pieces} pieces in {:?}",
+        started.elapsed()
+    );
+}
