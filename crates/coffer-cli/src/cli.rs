@@ -391,9 +391,12 @@ pub enum FileCommand {
         /// File UID or name (file UIDs may start with `-`).
         #[arg(allow_hyphen_values = true)]
         file: String,
-        /// Where to write it.
+        /// Where to write it (created with mode 0600).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Delete an attachment from a record.
     Remove {

@@ -313,6 +313,31 @@ fn read_back(owner: &Owner, records: &[&str], app: &str, out: &Path) -> Vec<Valu
         out.to_str().expect("path"),
     ]);
     assert_eq!(download["path"].as_str(), out.to_str());
+    // The decrypted file is private, and an existing one is kept unless --force.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out)
+        .expect("downloaded")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let content = std::fs::read(out).expect("downloaded");
+    std::fs::write(out, b"keep me").expect("overwrite");
+    let args = [
+        "file",
+        "download",
+        record,
+        "report.bin",
+        "-o",
+        out.to_str().expect("path"),
+    ];
+    let refused = owner.command(&args).output().expect("run coffer vault");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read(out).expect("kept"), b"keep me");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    owner.vault(&forced);
+    assert_eq!(std::fs::read(out).expect("replaced"), content);
     seen
 }
 

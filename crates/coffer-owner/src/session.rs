@@ -17,7 +17,9 @@ use coffer_proto::owner::{
 use coffer_proto::record::{Field, RecordData};
 use serde_json::{Value, json};
 
-use crate::keys::{derive_master_keys, new_kdf_params};
+use zeroize::Zeroizing;
+
+use crate::keys::{MasterKeys, derive_master_keys, new_kdf_params};
 use crate::{OwnerClient, OwnerError, OwnerResult};
 
 /// A logged-in owner.
@@ -146,8 +148,18 @@ fn b64(field: &'static str, text: &str) -> OwnerResult<Vec<u8>> {
     decode_lenient(text).map_err(|_| OwnerError::Decrypt(field))
 }
 
+fn changed_kdf() -> OwnerError {
+    OwnerError::Invalid(
+        "the server answered other key-derivation parameters at login than before it; refusing \
+         to go on"
+            .into(),
+    )
+}
+
 fn open_key(wrapping: &SymmetricKey, what: &'static str, text: &str) -> OwnerResult<SymmetricKey> {
-    let plain = gcm_open(wrapping, &b64(what, text)?).map_err(|_| OwnerError::Decrypt(what))?;
+    let plain = Zeroizing::new(
+        gcm_open(wrapping, &b64(what, text)?).map_err(|_| OwnerError::Decrypt(what))?,
+    );
     SymmetricKey::from_slice(&plain).map_err(|_| OwnerError::Decrypt(what))
 }
 
@@ -182,7 +194,10 @@ impl Session {
             encrypted_private_key: encode_std(&gcm_seal(&data_key, key_pair.expose_scalar())),
         };
         let login: LoginResponse = client.send_json(false, "/register", None, &request).await?;
-        Self::from_login(client, login, password)
+        if login.account.kdf != request.kdf {
+            return Err(changed_kdf());
+        }
+        Self::from_login(client, login, &master)
     }
 
     /// Logs in with email and master password.
@@ -209,7 +224,12 @@ impl Session {
                 },
             )
             .await?;
-        Self::from_login(client, login, password)
+        // The keys that proved the password are the ones that unlock the account: a server
+        // answering other parameters now would be steering two different derivations.
+        if login.account.kdf != pre.kdf {
+            return Err(changed_kdf());
+        }
+        Self::from_login(client, login, &master)
     }
 
     /// Resumes a saved session token; the password unlocks the keys locally.
@@ -220,6 +240,7 @@ impl Session {
         password: &str,
     ) -> OwnerResult<Self> {
         let account: coffer_proto::owner::Account = client.get("/account", Some(token)).await?;
+        let master = derive_master_keys(password, &account.kdf)?;
         Self::from_login(
             client,
             LoginResponse {
@@ -227,29 +248,46 @@ impl Session {
                 expires_at,
                 account,
             },
-            password,
+            &master,
         )
     }
 
-    fn from_login(client: OwnerClient, login: LoginResponse, password: &str) -> OwnerResult<Self> {
+    fn from_login(
+        client: OwnerClient,
+        login: LoginResponse,
+        master: &MasterKeys,
+    ) -> OwnerResult<Self> {
         let account = login.account;
-        let master = derive_master_keys(password, &account.kdf)?;
         let data_key = open_key(
             &master.encryption_key,
             "the data key",
             &account.encrypted_data_key,
         )?;
-        let scalar = gcm_open(
-            &data_key,
-            &b64("the private key", &account.encrypted_private_key)?,
-        )
-        .map_err(|_| OwnerError::Decrypt("the private key"))?;
-        let scalar: [u8; 32] = scalar
-            .as_slice()
-            .try_into()
-            .map_err(|_| OwnerError::Decrypt("the private key"))?;
+        let scalar = Zeroizing::new(
+            gcm_open(
+                &data_key,
+                &b64("the private key", &account.encrypted_private_key)?,
+            )
+            .map_err(|_| OwnerError::Decrypt("the private key"))?,
+        );
+        let scalar: Zeroizing<[u8; 32]> = Zeroizing::new(
+            scalar
+                .as_slice()
+                .try_into()
+                .map_err(|_| OwnerError::Decrypt("the private key"))?,
+        );
         let key_pair =
             KeyPair::from_scalar(&scalar).map_err(|_| OwnerError::Decrypt("the private key"))?;
+        // Devices wrap the keys of what they create to the public key the server hands them
+        // as the owner's: it must be the one that belongs to this private key.
+        if b64("the public key", &account.public_key)? != key_pair.public_key().as_bytes() {
+            return Err(OwnerError::Invalid(
+                "the server holds a public key for this account that does not match the \
+                 account's private key: devices would wrap new records to someone else's key. \
+                 Treat the server's database as tampered with and restore it from a backup."
+                    .into(),
+            ));
+        }
         Ok(Self {
             client,
             token: login.session_token,
@@ -321,8 +359,10 @@ impl Session {
                     let (root_key, _) = keys
                         .get(&root_uid)
                         .ok_or(OwnerError::Decrypt("the folder tree"))?;
-                    let plain = cbc_open(root_key, &b64("a folder key", &row.key)?)
-                        .map_err(|_| OwnerError::Decrypt("a folder key"))?;
+                    let plain = Zeroizing::new(
+                        cbc_open(root_key, &b64("a folder key", &row.key)?)
+                            .map_err(|_| OwnerError::Decrypt("a folder key"))?,
+                    );
                     let key = SymmetricKey::from_slice(&plain)
                         .map_err(|_| OwnerError::Decrypt("a folder key"))?;
                     (key, root_uid)

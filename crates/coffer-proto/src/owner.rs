@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 /// Path prefix of the owner API.
 pub const OWNER_PREFIX: &str = "/api/owner/v1";
 
+/// Argon2id memory (KiB) accepted for an account: 19 MiB (the least OWASP recommends) to 1 GiB.
+/// The server refuses registrations outside these bounds, and the owner client refuses to
+/// derive keys with parameters outside them (a server handing out cheap parameters would get
+/// an auth key that is cheap to brute-force; huge ones would exhaust the client).
+pub const KDF_MEMORY_KIB: std::ops::RangeInclusive<u32> = 19 * 1024..=1024 * 1024;
+/// Argon2id passes accepted for an account.
+pub const KDF_ITERATIONS: std::ops::RangeInclusive<u32> = 2..=20;
+/// Argon2id lanes accepted for an account.
+pub const KDF_PARALLELISM: std::ops::RangeInclusive<u32> = 1..=16;
+/// Salt length (bytes) accepted for an account.
+pub const KDF_SALT_BYTES: std::ops::RangeInclusive<usize> = 16..=64;
+
 /// Key-derivation parameters of an owner account (Argon2id over the master password).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct KdfParams {
@@ -22,6 +34,17 @@ pub struct KdfParams {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// True when the algorithm is Argon2id and memory, passes and lanes are within the bounds
+    /// above (the salt, being base64, is checked by the caller against [`KDF_SALT_BYTES`]).
+    pub fn within_bounds(&self) -> bool {
+        self.algorithm == "argon2id"
+            && KDF_MEMORY_KIB.contains(&self.memory_kib)
+            && KDF_ITERATIONS.contains(&self.iterations)
+            && KDF_PARALLELISM.contains(&self.parallelism)
+    }
 }
 
 /// Public facts about a server, for building client configs. No authentication needed.

@@ -208,6 +208,7 @@ pub async fn start(
         config,
         link_secret,
         audit,
+        decoy_auth_hash: tokio::sync::OnceCell::new(),
     }));
     let setup_code = setup::ensure(&state).await.map_err(ServerError::Startup)?;
     let public_url = state.config.public_base_url();

@@ -29,6 +29,9 @@ pub struct Inner {
     pub link_secret: Vec<u8>,
     /// Background audit writer.
     pub audit: Audit,
+    /// A password hash of nothing, made once: a login for an unknown email is checked against
+    /// it, so it costs what a login for a real account costs (one verification).
+    pub decoy_auth_hash: tokio::sync::OnceCell<String>,
 }
 
 impl std::ops::Deref for AppState {

@@ -285,3 +285,50 @@ async fn unsharing_and_toggling_editable_take_effect_at_once() {
     assert!(owner.unshare(&app, &folder).await.is_err(), "no share left");
     server.shutdown().await.unwrap();
 }
+
+/// The owner client checks what the server says about the account before using it: the
+/// public key devices wrap new records to must belong to the account's private key, and the
+/// key-derivation parameters must be within bounds (cheap ones would make the auth key sent
+/// at login cheap to brute-force).
+#[tokio::test]
+async fn login_refuses_a_tampered_public_key_or_weak_kdf_parameters() {
+    let (dir, _server, ep, _owner) = fresh().await;
+    let db = rusqlite::Connection::open(dir.path().join("coffer.db")).unwrap();
+    let (public_key, kdf): (Vec<u8>, String) = db
+        .query_row("SELECT public_key, kdf FROM owners", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    let login = || {
+        Session::login(
+            ep.owner_client(),
+            common::OWNER_EMAIL,
+            common::OWNER_PASSWORD,
+        )
+    };
+
+    let intruder = coffer_crypto::KeyPair::generate();
+    db.execute(
+        "UPDATE owners SET public_key = ?",
+        [intruder.public_key().as_bytes().to_vec()],
+    )
+    .unwrap();
+    let err = login().await.err().expect("refused");
+    assert!(err.to_string().contains("does not match"), "{err}");
+
+    db.execute("UPDATE owners SET public_key = ?", [public_key])
+        .unwrap();
+    let mut weak: Value = serde_json::from_str(&kdf).unwrap();
+    weak["memory_kib"] = json!(8);
+    weak["iterations"] = json!(1);
+    db.execute("UPDATE owners SET kdf = ?", [weak.to_string()])
+        .unwrap();
+    let err = login().await.err().expect("refused");
+    assert!(
+        err.to_string().contains("outside the accepted bounds"),
+        "{err}"
+    );
+
+    db.execute("UPDATE owners SET kdf = ?", [kdf]).unwrap();
+    login().await.expect("the untouched account logs in");
+}

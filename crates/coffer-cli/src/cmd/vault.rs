@@ -454,6 +454,7 @@ async fn file(global: &VaultGlobal, cmd: FileCommand) -> Result<()> {
             record_uid,
             file,
             output: path,
+            force,
         } => {
             let record = session.record(&record_uid).await?;
             let matches: Vec<_> = record
@@ -469,8 +470,7 @@ async fn file(global: &VaultGlobal, cmd: FileCommand) -> Result<()> {
                 ),
             };
             let bytes = session.download_file(target).await?;
-            std::fs::write(&path, &bytes)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::cmd::client::interpolate::write_new_file(&path, &bytes, force)?;
             if global.json {
                 output::json(&json!({ "uid": target.uid, "path": path, "size": bytes.len() }))
             } else {

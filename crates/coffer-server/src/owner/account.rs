@@ -37,17 +37,12 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<Json<ServerInfo>> 
 fn check_kdf(kdf: &KdfParams) -> ApiResult<()> {
     let salt = coffer_crypto::decode_lenient(&kdf.salt)
         .map_err(|_| ApiError::bad_request("kdf.salt is not base64."))?;
-    let ok = kdf.algorithm == "argon2id"
-        && salt.len() >= 16
-        && (8 * 1024..=1024 * 1024).contains(&kdf.memory_kib)
-        && (1..=20).contains(&kdf.iterations)
-        && (1..=16).contains(&kdf.parallelism);
-    if ok {
+    if kdf.within_bounds() && coffer_proto::owner::KDF_SALT_BYTES.contains(&salt.len()) {
         Ok(())
     } else {
         Err(ApiError::bad_request(
-            "Unsupported KDF parameters: argon2id with a 16-byte salt, 8 MiB–1 GiB, 1–20 passes, \
-             1–16 lanes.",
+            "Unsupported KDF parameters: argon2id with a 16–64-byte salt, 19 MiB–1 GiB, 2–20 \
+             passes, 1–16 lanes.",
         ))
     }
 }
@@ -221,8 +216,13 @@ pub async fn login(
     let owner = match state.store.owner_by_email(&email).await {
         Ok(owner) => owner,
         Err(StoreError::NotFound) => {
-            // Spend the same time as a real check so timing does not reveal accounts.
-            let decoy = hash_auth_key(vec![0; 32]).await?;
+            // One verification, as for a real account, so timing does not reveal accounts (the
+            // decoy hash itself is made once per process).
+            let decoy = state
+                .decoy_auth_hash
+                .get_or_try_init(|| hash_auth_key(random_bytes::<32>().to_vec()))
+                .await?
+                .clone();
             verify_auth_key(auth_key, decoy).await;
             return Err(wrong());
         }
