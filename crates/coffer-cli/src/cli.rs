@@ -96,7 +96,7 @@ pub struct ServerArgs {
     /// HOST or HOST:PORT clients use to reach this server (goes into client configs and file
     /// links).
     /// [default: the --listen address]
-    #[arg(long, env = "COFFER_PUBLIC_HOST")]
+    #[arg(long, env = "COFFER_PUBLIC_HOST", value_parser = parse_public_host)]
     pub public_host: Option<String>,
     /// PEM certificate chain; without it a self-signed certificate is made in DATA_DIR/tls/.
     #[arg(long, env = "COFFER_TLS_CERT", requires = "tls_key")]
@@ -158,6 +158,50 @@ pub fn parse_rate(text: &str) -> Result<RateSetting, String> {
         return Ok(RateSetting(None));
     }
     coffer_server::throttle::RateLimit::parse(text).map(|r| RateSetting(Some(r)))
+}
+
+/// `--public-host`: a host name or IP address, with an optional port; no scheme, path or
+/// spaces (it goes into every client configuration and file link as is).
+fn parse_public_host(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not HOST or HOST:PORT (e.g. vault.example.com or 10.0.0.5:8443; no \
+             https://, no path)"
+        )
+    };
+    let (host, port) = match text.strip_prefix('[') {
+        // [IPv6]:port or [IPv6]
+        Some(rest) => {
+            let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
+            ip.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            (ip, after.strip_prefix(':'))
+        }
+        None => match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        },
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(bad());
+    }
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && (text.starts_with('[')
+            || host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    if host_ok {
+        Ok(text.to_owned())
+    } else {
+        Err(bad())
+    }
 }
 
 /// Parses `100M`, `5K`, `1G` or a plain byte count.
@@ -607,5 +651,39 @@ mod tests {
         };
         assert_eq!((token, token_flag), (None, None));
         assert_eq!(profile.global.profile.as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn public_hosts_are_host_and_optional_port() {
+        for good in [
+            "vault.example.com",
+            "vault.example.com:8443",
+            "10.0.0.5",
+            "10.0.0.5:443",
+            "[::1]",
+            "[2001:db8::1]:8443",
+            "localhost",
+        ] {
+            assert_eq!(
+                crate::cli::parse_public_host(good).as_deref(),
+                Ok(good),
+                "{good}"
+            );
+        }
+        for bad in [
+            "https://vault.example.com",
+            "https://bad host/x",
+            "vault.example.com/path",
+            "bad host",
+            "host:0",
+            "host:99999",
+            "host:",
+            "",
+            "-lead.example.com",
+            "[::1",
+            "::1",
+        ] {
+            assert!(crate::cli::parse_public_host(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -24,6 +24,16 @@ pub struct ClientGlobal {
     pub ca_cert: Option<PathBuf>,
 }
 
+impl ClientGlobal {
+    /// The profile asked for; an empty `COFFER_PROFILE` (or `--profile ""`) asks for none, as
+    /// an empty `KSM_CONFIG` is no configuration.
+    pub fn profile_name(&self) -> Option<&str> {
+        self.profile
+            .as_deref()
+            .filter(|name| !name.trim().is_empty())
+    }
+}
+
 // ---- profile -------------------------------------------------------------------------------
 
 /// `coffer profile …`

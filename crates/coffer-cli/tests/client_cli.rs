@@ -841,10 +841,12 @@ fn exec_and_interpolate_replace_notations() {
         .env("APP_PASSWORD", "keeper://Web Login/field/password")
         .env("APP_URL", &login_url)
         .env("APP_PLAIN", "just text")
+        .env("COFFER_PASSWORD", "owner master password")
         .output()
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let env = ok(out);
+    assert!(!env.contains("owner master password"), "{env}");
     assert!(
         env.lines().any(|l| l == format!("APP_PASSWORD={PASSWORD}")),
         "{env}"
@@ -1046,6 +1048,39 @@ fn completion_version_and_help() {
         );
     }
     fails(home.run(["completion", "tcsh"]), USAGE);
+    // A write error is an ordinary failure, not a panic (exit 101); a closed pipe is quiet.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = home
+        .cmd(["completion", "bash"])
+        .stdout(full)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let mut child = home
+        .cmd(["completion", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // An empty COFFER_PROFILE is no profile, as an empty KSM_CONFIG is no config.
+    let out = home
+        .cmd(["secret", "list"])
+        .env("COFFER_PROFILE", "")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("not a valid profile name"),
+        "{}",
+        describe(&out)
+    );
+    assert!(err.contains("profile init"), "{}", describe(&out));
     let version = ok(home.run(["--version"]));
     assert!(version.starts_with("coffer "), "{version}");
     for args in [
@@ -1274,4 +1309,34 @@ fn on_a_terminal_tables_and_progress_bars_render() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     ok(out);
     assert!(!stderr.contains("Uploading"), "{stderr}");
+}
+
+/// `KSM_SKIP_VERIFY=true` applies to `profile init` too (with a warning): it binds a profile
+/// against a server whose certificate is not at hand.
+#[test]
+fn profile_init_honours_skip_verify() {
+    let server = TestServer::start();
+    let vault = server.provision();
+    let home = Home::new();
+    let token = server.token(&vault.app);
+    let out = home
+        .cmd([
+            "profile",
+            "init",
+            &token.token,
+            "--hostname",
+            &server.host(),
+            "--json",
+        ])
+        .env("KSM_SKIP_VERIFY", "true")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KSM_SKIP_VERIFY"));
+    let listed = home
+        .cmd(["secret", "list", "--json"])
+        .env("KSM_SKIP_VERIFY", "true")
+        .output()
+        .expect("run");
+    assert_eq!(listed.status.code(), Some(0), "{}", describe(&listed));
 }

@@ -576,3 +576,50 @@ fn a_sqlite_vault_moves_to_postgres_and_is_served_from_there() {
     assert!(!log.contains("ERROR"), "{log}");
     pg_server.stop();
 }
+
+/// SIGTERM stops the server even when nobody reads its log any more (stderr a closed pipe):
+/// stopping must not depend on logging that it stops.
+#[test]
+fn the_server_stops_on_sigterm_with_its_stderr_closed() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("data dir");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut child = coffer()
+        .env("COFFER_LOG", "info")
+        .arg("server")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", &address])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start coffer server");
+    let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        let read = log.read_line(&mut line).expect("read the log");
+        assert!(read > 0, "the server exited before listening");
+    }
+    drop(log);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("server status") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop on SIGTERM with its stderr closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

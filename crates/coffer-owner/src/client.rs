@@ -17,6 +17,9 @@ pub enum ServerTrust {
     System,
     /// The system roots plus a PEM file (e.g. the server's `DATA_DIR/tls/cert.pem`).
     ExtraCa(PathBuf),
+    /// No verification of the server's certificate at all (for a test server whose
+    /// certificate is not at hand, as `KSM_SKIP_VERIFY` does for the SDKs). Dangerous.
+    SkipVerify,
 }
 
 /// A connection to one server's owner API.
@@ -39,6 +42,9 @@ impl OwnerClient {
             .connect_timeout(std::time::Duration::from_secs(15))
             .timeout(std::time::Duration::from_secs(600))
             .no_proxy();
+        if *trust == ServerTrust::SkipVerify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
         if let ServerTrust::ExtraCa(path) = trust {
             let pem = std::fs::read(path).map_err(|e| {
                 OwnerError::Io(format!(

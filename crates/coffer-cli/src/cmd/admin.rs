@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use coffer_server::keys::ServerKeys;
 
 use crate::cli::AdminCommand;
-use crate::home::write_private;
+use crate::home::{write_private, write_private_new};
 use crate::output;
 
 pub async fn run(command: AdminCommand) -> Result<()> {
@@ -16,7 +16,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                     path.display()
                 );
             }
-            write_private(&path, ServerKeys::generate_json().as_bytes())?;
+            write_private_new(&path, ServerKeys::generate_json().as_bytes())?;
             let keys = ServerKeys::load(&path).map_err(anyhow::Error::msg)?;
             output::line(format!(
                 "Wrote {} (key id {}, public key {}).",

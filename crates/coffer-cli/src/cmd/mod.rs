@@ -39,9 +39,26 @@ pub fn init_logging(default: &str) {
         .unwrap_or_else(|_| default.to_owned());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
         .with_target(false)
         .try_init();
+}
+
+/// Standard error for log lines, where a failed write (nobody reads the log any more) drops
+/// the line instead of failing: the logging layer would otherwise report the failure on that
+/// same closed stream, and panic in whatever task was logging.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// The master password from `COFFER_PASSWORD` or a prompt (twice when `confirm`).

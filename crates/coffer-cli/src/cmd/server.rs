@@ -87,8 +87,9 @@ pub async fn serve_until_signal(server: RunningServer) -> Result<()> {
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        // Stop first, log after: logging can fail (stderr closed), stopping must not.
         let _ = handle.send(true);
+        tracing::info!("shutting down");
     });
     server
         .wait()

@@ -98,8 +98,22 @@ pub async fn run(args: VaultArgs) -> Result<()> {
             }
         }
         VaultCommand::Logout => {
-            let (home, session) = connect(&global).await?;
-            session.logout().await?;
+            // The local session is forgotten even when the server cannot be told (unreachable,
+            // no password at hand): the token then simply expires there.
+            let home = coffer_home()?;
+            if SavedSession::load(&home)?.is_none() {
+                bail!("not logged in");
+            }
+            let ended = match connect(&global).await {
+                Ok((_, session)) => session.logout().await.map_err(anyhow::Error::from),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = &ended {
+                eprintln!(
+                    "warning: the session could not be ended on the server ({err:#}); it is \
+                     forgotten here and expires on the server by itself"
+                );
+            }
             SavedSession::delete(&home)?;
             if global.json {
                 output::json(&json!({}))

@@ -24,8 +24,12 @@ pub fn write(shell: Shell, out: &mut dyn Write) {
 
 /// Runs `coffer completion`.
 pub fn run(args: CompletionArgs) -> Result<()> {
+    // Made in memory first: the generator panics on a write error, and a closed pipe or a
+    // full disk must be an ordinary error (or, for a closed pipe, a quiet exit).
+    let mut script = Vec::new();
+    write(args.shell, &mut script);
     let mut out = std::io::stdout().lock();
-    write(args.shell, &mut out);
+    out.write_all(&script)?;
     out.flush()?;
     Ok(())
 }

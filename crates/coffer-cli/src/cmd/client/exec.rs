@@ -77,6 +77,8 @@ pub async fn run(args: ExecArgs) -> Result<()> {
     };
     let mut command = std::process::Command::new(&argv[0]);
     command.args(&argv[1..]);
+    // The owner's master password is Coffer's to use, never the child's.
+    command.env_remove("COFFER_PASSWORD");
     for (name, notation) in &from_env {
         if let Some(value) = values.get(notation) {
             command.env(name, value);

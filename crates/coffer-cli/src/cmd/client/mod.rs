@@ -279,7 +279,7 @@ pub fn connect(global: &ClientGlobal) -> Result<SecretsManager> {
     let env_config = std::env::var("KSM_CONFIG")
         .ok()
         .filter(|v| !v.trim().is_empty());
-    let source = match (&global.profile, env_config) {
+    let source = match (global.profile_name(), env_config) {
         (None, Some(text)) => {
             let config = Config::parse(&text).map_err(|e| {
                 fail(
@@ -303,7 +303,7 @@ pub fn connect(global: &ClientGlobal) -> Result<SecretsManager> {
                 }
             }
         }
-        (name, _) => Source::Profile(Profiles::load(&home)?.resolve(name.as_deref())?),
+        (name, _) => Source::Profile(Profiles::load(&home)?.resolve(name)?),
     };
     let builder = SecretsManager::builder().use_env(false);
     let (builder, cache_name, profile_ca) = match source {

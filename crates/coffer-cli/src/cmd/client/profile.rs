@@ -55,7 +55,7 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         }
         ProfileCommand::Export { name } => {
             let profiles = Profiles::load(&home)?;
-            let name = profiles.resolve(name.as_deref().or(global.profile.as_deref()))?;
+            let name = profiles.resolve(name.as_deref().or(global.profile_name()))?;
             let config = profiles
                 .config(&name)
                 .ok_or_else(|| fail(code::NOT_FOUND, format!("there is no profile {name:?}")))?;
@@ -223,12 +223,13 @@ pub fn normalize_host(text: &str) -> Result<String> {
 }
 
 /// Asks a Coffer server for its public key (and so checks that it is reachable over TLS).
-async fn discover(hostname: &str, ca: Option<&Path>, from_token: bool) -> Result<(String, String)> {
+async fn discover(
+    hostname: &str,
+    trust: &ServerTrust,
+    from_token: bool,
+) -> Result<(String, String)> {
     let base = format!("https://{hostname}");
-    let trust = ca.map_or(ServerTrust::System, |p| {
-        ServerTrust::ExtraCa(p.to_path_buf())
-    });
-    let client = OwnerClient::new(&base, &trust).map_err(|e| {
+    let client = OwnerClient::new(&base, trust).map_err(|e| {
         fail(
             code::USAGE,
             format!("cannot set up the connection to {base}: {e}"),
@@ -324,10 +325,7 @@ async fn init(
     force: bool,
     json: bool,
 ) -> Result<()> {
-    let name = global
-        .profile
-        .clone()
-        .unwrap_or_else(|| DEFAULT_PROFILE.to_owned());
+    let name = global.profile_name().unwrap_or(DEFAULT_PROFILE).to_owned();
     check_name(&name)?;
     let profiles = Profiles::load(home)?;
     if profiles.profiles.contains_key(&name) && !force {
@@ -387,7 +385,12 @@ async fn init(
         ),
         (None, None) => {
             let from_token = hostname.is_none() && matches!(credential, Credential::Token { .. });
-            discover(&host, global.ca_cert.as_deref(), from_token).await?
+            let trust = match &tls {
+                Tls::SkipVerify => ServerTrust::SkipVerify,
+                Tls::ExtraCaFile(path) => ServerTrust::ExtraCa(path.clone()),
+                _ => ServerTrust::System,
+            };
+            discover(&host, &trust, from_token).await?
         }
     };
     let key_ok = coffer_crypto::decode_lenient(&key).is_ok_and(|b| b.len() == 65);
@@ -464,10 +467,7 @@ async fn init(
 }
 
 fn import(global: &ClientGlobal, home: &Path, text: Option<String>, force: bool) -> Result<()> {
-    let name = global
-        .profile
-        .clone()
-        .unwrap_or_else(|| DEFAULT_PROFILE.to_owned());
+    let name = global.profile_name().unwrap_or(DEFAULT_PROFILE).to_owned();
     check_name(&name)?;
     let mut profiles = Profiles::load(home)?;
     if profiles.profiles.contains_key(&name) && !force {
