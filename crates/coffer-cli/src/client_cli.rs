@@ -349,7 +349,7 @@ pub enum SecretCommand {
     },
     /// Generate a random password (locally; no server needed).
     #[command(
-        after_help = "A count is a minimum; 0 leaves the class out.\n\nExamples:\n  coffer secret password\n  coffer secret password --length 20 --special 0\n  coffer secret password --length 16 --digits 4 --uppercase 2"
+        after_help = "As in the official SDKs: a positive count is a minimum; 0 leaves the class out of the remaining characters (when every class is 0, all four are used); the password is at least as long as the counts add up to.\n\nExamples:\n  coffer secret password\n  coffer secret password --length 20 --special 0\n  coffer secret password --length 16 --digits 4 --uppercase 2"
     )]
     Password {
         /// Length.
