@@ -4,33 +4,40 @@ use anyhow::{Context, Result, bail};
 use coffer_proto::record::{Field, RecordData, ValueShape, record_type_fields, value_shape};
 use serde_json::Value;
 
-/// Parses one flag value for a field type: JSON where the type needs it, text otherwise.
-/// A JSON array gives several values.
+/// Parses one flag value for a field type: JSON where the type needs it, text otherwise. A
+/// JSON array gives several values; for a text field only an array of strings does, anything
+/// else (`{s3cret`, `[1,true]`, `{"a":1}`) is the text itself, so text fields only ever hold
+/// strings.
 pub fn parse_values(field_type: &str, text: &str) -> Result<Vec<Value>> {
     let shape = value_shape(field_type);
-    let looks_json = text.starts_with('{') || text.starts_with('[');
-    if shape != ValueShape::Text || looks_json {
-        let value: Value = serde_json::from_str(text).with_context(|| {
-            format!("the value of a {field_type} field must be JSON here, got {text:?}")
-        })?;
-        let values = match value {
-            Value::Array(items) => items,
-            other => vec![other],
-        };
-        for v in &values {
-            let ok = match shape {
-                ValueShape::Number => v.is_number(),
-                ValueShape::Bool => v.is_boolean(),
-                ValueShape::Object => v.is_object(),
-                ValueShape::Text => true,
-            };
-            if !ok {
-                bail!("a {field_type} field takes {shape:?} values, got {v}");
-            }
+    if shape == ValueShape::Text {
+        if text.starts_with('[')
+            && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text)
+            && items.iter().all(Value::is_string)
+        {
+            return Ok(items);
         }
-        return Ok(values);
+        return Ok(vec![Value::from(text)]);
     }
-    Ok(vec![Value::from(text)])
+    let value: Value = serde_json::from_str(text).with_context(|| {
+        format!("the value of a {field_type} field must be JSON here, got {text:?}")
+    })?;
+    let values = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    for v in &values {
+        let ok = match shape {
+            ValueShape::Number => v.is_number(),
+            ValueShape::Bool => v.is_boolean(),
+            ValueShape::Object => v.is_object(),
+            ValueShape::Text => true,
+        };
+        if !ok {
+            bail!("a {field_type} field takes {shape:?} values, got {v}");
+        }
+    }
+    Ok(values)
 }
 
 fn split_flag<'a>(flag: &str, text: &'a str) -> Result<(&'a str, &'a str)> {
@@ -247,5 +254,26 @@ mod tests {
         let labelled =
             build_record("contact", "T", &["text.Company=ACME".into()], &[], None).unwrap();
         assert_eq!(labelled.field("Company").unwrap().value[0], "ACME");
+    }
+
+    /// Text fields hold strings only: text that merely looks like JSON is the text itself;
+    /// a JSON array of strings gives several values.
+    #[test]
+    fn text_fields_take_text_that_looks_like_json() {
+        for text in ["{s3cret", "[1,true]", "{\"a\":1}", "[not json", "{}"] {
+            assert_eq!(
+                parse_values("password", text).unwrap(),
+                vec![Value::from(text)],
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_values("url", "[\"https://a\",\"https://b\"]").unwrap(),
+            vec![Value::from("https://a"), Value::from("https://b")]
+        );
+        assert_eq!(
+            parse_values("login", "plain").unwrap(),
+            vec![Value::from("plain")]
+        );
     }
 }

@@ -579,12 +579,21 @@ fn a_sqlite_vault_moves_to_postgres_and_is_served_from_there() {
     // With the server gone, logout still forgets the local session (and says the server could
     // not be told); a second logout finds nothing to forget.
     assert!(owner.home.join("owner-session.json").exists());
-    let out = owner.command(&["logout"]).output().expect("run coffer vault");
+    let out = owner
+        .command(&["logout"])
+        .output()
+        .expect("run coffer vault");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("could not be ended on the server"), "{stderr}");
+    assert!(
+        stderr.contains("could not be ended on the server"),
+        "{stderr}"
+    );
     assert!(!owner.home.join("owner-session.json").exists());
-    let again = owner.command(&["logout"]).output().expect("run coffer vault");
+    let again = owner
+        .command(&["logout"])
+        .output()
+        .expect("run coffer vault");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not logged in"));
 }

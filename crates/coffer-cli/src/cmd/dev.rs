@@ -13,7 +13,7 @@ use crate::home::{SavedSession, write_private};
 const DEMO_TOTP: &str =
     "otpauth://totp/Coffer:dev@example.com?secret=JBSWY3DPEHPK3PXP&issuer=Coffer";
 
-pub async fn run(args: ServerArgs) -> Result<()> {
+pub async fn run(args: ServerArgs, signals: super::server::StopSignals) -> Result<()> {
     let (data_dir, _guard) = match &args.data_dir {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -54,7 +54,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         config = demo.config,
     );
     write_private(&data_dir.join("dev.env"), env.as_bytes())?;
-    println!(
+    say!(
+        stdout,
         "Coffer dev server: {base}   (data: {}{})",
         data_dir.display(),
         if _guard.is_some() {
@@ -63,38 +64,50 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             ""
         }
     );
-    println!();
-    println!("Owner     dev@localhost / {password}");
-    println!(
+    say!(stdout);
+    say!(stdout, "Owner     dev@localhost / {password}");
+    say!(
+        stdout,
         "Folder    Demo {}  (shared with app \"Demo App\" {}, editable)",
-        demo.folder, demo.app
+        demo.folder,
+        demo.app
     );
-    println!(
+    say!(
+        stdout,
         "Records   Demo Login {} (login, password, url, TOTP, hello.txt)",
         demo.login
     );
-    println!("          Demo Database {}", demo.database);
-    println!("Config    {}", demo.config);
-    println!("          (a bound device of Demo App: KSM_CONFIG for any number of processes)");
-    println!(
+    say!(stdout, "          Demo Database {}", demo.database);
+    say!(stdout, "Config    {}", demo.config);
+    say!(
+        stdout,
+        "          (a bound device of Demo App: KSM_CONFIG for any number of processes)"
+    );
+    say!(
+        stdout,
         "Token     {}   (one-time, unbound: `coffer profile init --hostname {} TOKEN`)",
         demo.token,
         base.trim_start_matches("https://")
     );
-    println!("          unbound config for it: {}", demo.one_time_config);
-    println!();
-    println!("Read a secret (another terminal):");
-    println!("  source {}", data_dir.join("dev.env").display());
-    println!("  coffer secret list");
-    println!("  coffer secret get {} --unmask", demo.login);
-    println!("  coffer vault record get {}", demo.login);
-    println!(
+    say!(
+        stdout,
+        "          unbound config for it: {}",
+        demo.one_time_config
+    );
+    say!(stdout);
+    say!(stdout, "Read a secret (another terminal):");
+    say!(stdout, "  source {}", data_dir.join("dev.env").display());
+    say!(stdout, "  coffer secret list");
+    say!(stdout, "  coffer secret get {} --unmask", demo.login);
+    say!(stdout, "  coffer vault record get {}", demo.login);
+    say!(
+        stdout,
         "  python3 -c \"from keeper_secrets_manager_core import SecretsManager; from keeper_secrets_manager_core.storage import InMemoryKeyValueStorage; import os; sm = SecretsManager(config=InMemoryKeyValueStorage(os.environ['KSM_CONFIG'])); print(sm.get_notation('keeper://{}/field/password'))\"",
         demo.login
     );
-    println!();
-    println!("Ctrl-C stops the server.");
-    serve_until_signal(server).await
+    say!(stdout);
+    say!(stdout, "Ctrl-C stops the server.");
+    serve_until_signal(server, signals).await
 }
 
 struct Demo {

@@ -1,5 +1,18 @@
 //! Command implementations.
 
+/// Like `eprintln!`/`println!` for what a long-running command announces, but a closed
+/// stream (`coffer server | head`) is ignored instead of panicking.
+macro_rules! say {
+    (stderr $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr() $($arg)*);
+    }};
+    (stdout $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout() $($arg)*);
+    }};
+}
+
 mod admin;
 pub mod client;
 mod dev;

@@ -39,8 +39,11 @@ pub fn config_from_args(args: &ServerArgs, data_dir: std::path::PathBuf) -> Serv
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServerArgs) -> Result<()> {
     init_logging("info");
+    // Before anything is announced: a SIGTERM right after "listening on" is a graceful stop
+    // too, not the default (immediate) death.
+    let signals = StopSignals::watch()?;
     if args.dev {
-        return super::dev::run(args).await;
+        return super::dev::run(args, signals).await;
     }
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
@@ -51,20 +54,27 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .await
         .context("the server could not start")?;
     let public = server.public_url.clone();
-    eprintln!(
+    say!(
+        stderr,
         "Coffer {} listening on https://{} (public URL {public})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr
     );
-    eprintln!("Data directory: {}", data_dir.display());
-    eprintln!(
+    say!(stderr, "Data directory: {}", data_dir.display());
+    say!(
+        stderr,
         "Server public key (id {}): {}",
-        server.key_id, server.public_key
+        server.key_id,
+        server.public_key
     );
     if let Some(code) = &server.setup_code {
-        eprintln!();
-        eprintln!("No owner account exists yet. One-time setup code: {code}");
-        eprintln!(
+        say!(stderr);
+        say!(
+            stderr,
+            "No owner account exists yet. One-time setup code: {code}"
+        );
+        say!(
+            stderr,
             "(also in {}). Register the first owner with:",
             data_dir.join("setup-code").display()
         );
@@ -75,18 +85,55 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 data_dir.join("tls").join("cert.pem").display()
             ),
         };
-        eprintln!(
+        say!(
+            stderr,
             "  coffer vault register --server {public} --email YOU@EXAMPLE.COM --setup-code {code}{trust}"
         );
     }
-    serve_until_signal(server).await
+    serve_until_signal(server, signals).await
+}
+
+/// SIGTERM and SIGINT, watched from the moment this is made (signals that arrive before
+/// anyone waits are kept).
+pub struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts watching.
+    pub fn watch() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The first SIGTERM or SIGINT.
+    async fn first(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Waits for SIGTERM/SIGINT, then shuts down gracefully.
-pub async fn serve_until_signal(server: RunningServer) -> Result<()> {
+pub async fn serve_until_signal(server: RunningServer, signals: StopSignals) -> Result<()> {
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.first().await;
         // Stop first, log after: logging can fail (stderr closed), stopping must not.
         let _ = handle.send(true);
         tracing::info!("shutting down");
@@ -95,26 +142,4 @@ pub async fn serve_until_signal(server: RunningServer) -> Result<()> {
         .wait()
         .await
         .context("the server stopped with an error")
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
