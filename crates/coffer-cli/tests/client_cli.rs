@@ -1339,4 +1339,14 @@ fn profile_init_honours_skip_verify() {
         .output()
         .expect("run");
     assert_eq!(listed.status.code(), Some(0), "{}", describe(&listed));
+    // A malformed host name is wrong usage, not an unreachable server.
+    for host in ["h:99999", "x y", "["] {
+        let out = home
+            .cmd(["secret", "list"])
+            .env("KSM_SKIP_VERIFY", "true")
+            .env("KSM_HOSTNAME", host)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(USAGE), "{host}: {}", describe(&out));
+    }
 }

@@ -728,7 +728,15 @@ impl SecretsManager {
         if host.is_empty() {
             return Err(SdkError::Config("the configured hostname is empty".into()));
         }
-        Ok(format!("https://{host}"))
+        let base = format!("https://{host}");
+        // A host the URL parser refuses (`h:99999`, `x y`, `[`) is a configuration error, not
+        // a failure to reach the server.
+        match reqwest::Url::parse(&base) {
+            Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(base),
+            _ => Err(SdkError::Config(format!(
+                "the configured hostname {configured:?} is not HOST or HOST:PORT"
+            ))),
+        }
     }
 
     /// Posts one call, retrying on throttling and following one key-id change.

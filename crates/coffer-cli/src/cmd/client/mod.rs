@@ -99,7 +99,7 @@ fn sdk_code(err: &SdkError) -> u8 {
                 code::NOT_FOUND
             }
         }
-        SdkError::Invalid(_) => code::USAGE,
+        SdkError::Invalid(_) | SdkError::Config(_) => code::USAGE,
         SdkError::Binding(_) => code::REFUSED,
         SdkError::Server { status, code, .. }
             if *status == 401 || *status == 403 || code == "access_denied" =>
@@ -329,16 +329,23 @@ pub fn connect(global: &ClientGlobal) -> Result<SecretsManager> {
     Ok(builder.build()?)
 }
 
-/// The exit code of a partly failed delete: "not found" when every failure says so.
+/// The exit code of a partly failed delete: "not found" when every failure says so,
+/// "refused" when every failure is a refusal (read-only share, a shared folder's root).
 pub fn delete_failure_code(errors: &[(String, String)]) -> u8 {
-    let missing = |e: &str| {
+    let kind = |e: &str| {
         let e = e.to_lowercase();
-        e.contains("does not exist") || e.contains("not found")
+        if e.contains("does not exist") || e.contains("not found") {
+            code::NOT_FOUND
+        } else if e.contains("read-only") || e.contains("only its owner") || e.contains("denied") {
+            code::REFUSED
+        } else {
+            code::ERROR
+        }
     };
-    if !errors.is_empty() && errors.iter().all(|(_, e)| missing(e)) {
-        code::NOT_FOUND
-    } else {
-        code::ERROR
+    let mut kinds = errors.iter().map(|(_, e)| kind(e));
+    match kinds.next() {
+        Some(first) if kinds.all(|k| k == first) => first,
+        _ => code::ERROR,
     }
 }
 
@@ -346,4 +353,36 @@ pub fn delete_failure_code(errors: &[(String, String)]) -> u8 {
 pub async fn finish(work: impl Future<Output = Result<()>>) -> Result<()> {
     init_logging();
     work.await.map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_failures_get_the_code_they_share() {
+        let e = |m: &str| ("uid".to_owned(), m.to_owned());
+        let missing = e("Record x is not shared with this application or does not exist.");
+        let read_only = e(
+            "Record x is shared read-only with this application; the owner must share it as editable.",
+        );
+        let other = e("database error");
+        assert_eq!(
+            delete_failure_code(&[missing.clone(), missing.clone()]),
+            code::NOT_FOUND
+        );
+        assert_eq!(
+            delete_failure_code(std::slice::from_ref(&read_only)),
+            code::REFUSED
+        );
+        assert_eq!(
+            delete_failure_code(&[e(
+                "Folder x is a shared folder; only its owner can delete it."
+            )]),
+            code::REFUSED
+        );
+        assert_eq!(delete_failure_code(&[missing, read_only]), code::ERROR);
+        assert_eq!(delete_failure_code(&[other]), code::ERROR);
+        assert_eq!(delete_failure_code(&[]), code::ERROR);
+    }
 }
