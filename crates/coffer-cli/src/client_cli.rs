@@ -370,6 +370,9 @@ pub enum SecretCommand {
         /// The special characters to draw from.
         #[arg(long, value_name = "CHARS")]
         special_characters: Option<String>,
+        /// Print one JSON object (`{"password": …}`).
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -351,6 +351,22 @@ fn secrets_are_read_masked_and_selected() {
     assert_eq!(found, expected);
     let sub = json_of(home.run(["secret", "list", "--json", "--folder", &vault.subfolder]));
     assert_eq!(uids(&sub), vec![vault.db.clone()]);
+    // A folder with nothing matching is an empty list; a folder that does not exist is 3.
+    let none = json_of(home.run([
+        "secret",
+        "list",
+        "--json",
+        "--folder",
+        &vault.subfolder,
+        "--title",
+        "no such title",
+    ]));
+    assert!(uids(&none).is_empty());
+    let err = fails(
+        home.run(["secret", "list", "--folder", "NoSuchFolderUid0000000"]),
+        NOT_FOUND,
+    );
+    assert!(err.contains("does not exist"), "{err}");
     let plain = ok(home.run(["secret", "list", "--title", "web"]));
     assert_eq!(plain.trim(), format!("{}\tlogin\tWeb Login", vault.login));
 
@@ -559,6 +575,8 @@ fn secrets_are_read_masked_and_selected() {
         "{password}"
     );
     assert_eq!(ok(Home::new().run(["secret", "password"])).trim().len(), 32);
+    let json = json_of(Home::new().run(["secret", "password", "--length", "12", "--json"]));
+    assert_eq!(json["password"].as_str().map(str::len), Some(12), "{json}");
 }
 
 #[test]

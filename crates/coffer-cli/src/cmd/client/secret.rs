@@ -592,6 +592,7 @@ pub async fn run(args: SecretArgs) -> Result<()> {
             digits,
             special,
             special_characters,
+            json,
         } => {
             let mut options = PasswordOptions {
                 length: usize::from(length),
@@ -606,7 +607,11 @@ pub async fn run(args: SecretArgs) -> Result<()> {
             }
             let password = generate_password_with_options(&options)
                 .map_err(|e| fail(code::USAGE, e.to_string()))?;
-            output::line(password)
+            if json {
+                output::json(&json!({ "password": password }))
+            } else {
+                output::line(password)
+            }
         }
     }
 }
@@ -626,6 +631,7 @@ async fn list(
         (sm.get_all_secrets().await?, None)
     };
     report_cached(secrets.cached.as_ref());
+    let secrets_cached_is_none = secrets.cached.is_none();
     for warning in &secrets.warnings {
         super::warn(sanitize(warning));
     }
@@ -645,6 +651,19 @@ async fn list(
         })
         .filter(|r| title.as_deref().is_none_or(|p| title_matches(p, r.title())))
         .collect();
+    // No record in the folder: it may be empty, or not exist at all (or not be shared).
+    if let Some(folder) = folder.as_deref()
+        && records.is_empty()
+        && secrets_cached_is_none
+    {
+        let known = sm.get_folders().await?;
+        if !known.iter().any(|f| f.uid() == folder) {
+            return Err(fail(
+                code::NOT_FOUND,
+                format!("folder {folder} does not exist or is not shared with this device"),
+            ));
+        }
+    }
     if json {
         let list: Vec<Value> = records
             .iter()
