@@ -47,6 +47,7 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         ProfileCommand::List { json } => list(&home, json),
         ProfileCommand::Active { name } => {
             check_name(&name)?;
+            let _lock = Profiles::lock(&home)?;
             let mut profiles = Profiles::load(&home)?;
             profiles.resolve(Some(&name))?;
             profiles.active = Some(name.clone());
@@ -67,6 +68,7 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         ProfileCommand::Import { config, force } => import(&global, &home, config, force),
         ProfileCommand::Delete { name } => {
             check_name(&name)?;
+            let _lock = Profiles::lock(&home)?;
             let mut profiles = Profiles::load(&home)?;
             profiles.resolve(Some(&name))?;
             let was_active = profiles.active.as_deref() == Some(name.as_str());
@@ -426,6 +428,7 @@ async fn init(
     })?;
     let config = sm.config();
 
+    let _lock = Profiles::lock(home)?;
     let mut profiles = Profiles::load(home)?;
     profiles.set_config(&name, &config);
     let mut settings = profiles.settings(&name);
@@ -469,6 +472,7 @@ async fn init(
 fn import(global: &ClientGlobal, home: &Path, text: Option<String>, force: bool) -> Result<()> {
     let name = global.profile_name().unwrap_or(DEFAULT_PROFILE).to_owned();
     check_name(&name)?;
+    let _lock = Profiles::lock(home)?;
     let mut profiles = Profiles::load(home)?;
     if profiles.profiles.contains_key(&name) && !force {
         return Err(fail(

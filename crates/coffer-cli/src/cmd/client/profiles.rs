@@ -99,7 +99,41 @@ fn check_permissions(_path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
     Ok(())
 }
 
+/// An exclusive lock on the profiles of a `COFFER_HOME`, held until dropped: every change
+/// (read, modify, write) takes it, so two coffer processes changing profiles at once (a
+/// binding and a `profile active`, say) do not lose one of the changes.
+pub struct ProfilesLock {
+    _file: std::fs::File,
+}
+
 impl Profiles {
+    /// Waits for and takes the lock of `home`'s profiles.
+    pub fn lock(home: &Path) -> Result<ProfilesLock> {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            dir.mode(0o700);
+        }
+        dir.create(home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let path = home.join("profiles.lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(ProfilesLock { _file: file })
+    }
+
     /// Reads the file (empty when there is none).
     pub fn load(home: &Path) -> Result<Self> {
         let path = profiles_path(home);
@@ -239,6 +273,7 @@ impl ConfigStorage for ProfileStorage {
     }
 
     fn save(&self, config: &Config) -> coffer_sdk::Result<()> {
+        let _lock = Profiles::lock(&self.home).map_err(storage_error)?;
         let mut profiles = Profiles::load(&self.home).map_err(storage_error)?;
         let mut config = config.clone();
         if self.host_override.is_some() {
@@ -266,6 +301,33 @@ impl ConfigStorage for ProfileStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Changes made at the same time (here by threads, each with its own lock file handle, as
+    /// separate processes have) are all kept.
+    #[test]
+    fn concurrent_changes_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_path_buf();
+        let workers: Vec<_> = (0..6)
+            .map(|w| {
+                let home = home.clone();
+                std::thread::spawn(move || {
+                    for i in 0..15 {
+                        let _lock = Profiles::lock(&home).unwrap();
+                        let mut profiles = Profiles::load(&home).unwrap();
+                        let mut config = Config::new();
+                        config.set(keys::HOSTNAME, "vault.example.com");
+                        profiles.set_config(&format!("p{w}-{i}"), &config);
+                        profiles.save(&home).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert_eq!(Profiles::load(&home).unwrap().profiles.len(), 6 * 15);
+    }
 
     #[test]
     fn names_are_checked() {
