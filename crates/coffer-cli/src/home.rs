@@ -80,139 +80,21 @@ impl SavedSession {
     }
 }
 
-/// Writes a file atomically (temporary file, fsync, rename) with mode 0600. Missing parent
-/// directories are created with mode 0700; existing ones are left as they are (they may be
-/// shared, like `/tmp` or `/etc/coffer`). A symbolic link at `path` is followed, and a replaced
-/// file keeps its owner and group where the caller may set them (root rotating the key of a
-/// server that runs as another user).
+/// Writes a private file (see [`coffer_server::fsutil::write_private_file`]: atomic, mode
+/// 0600, existing directories left alone, links followed, owner kept).
 pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    write_private_with(path, data, false)
+    coffer_server::fsutil::write_private_file(path, data)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// [`write_private`] for a file that must not exist yet: refuses (and changes nothing) when
-/// it does, even if it appears while this runs.
+/// [`write_private`] for a file that must not exist yet: refuses, changing nothing, when it
+/// does.
 pub fn write_private_new(path: &Path, data: &[u8]) -> Result<()> {
-    write_private_with(path, data, true)
-}
-
-fn write_private_with(path: &Path, data: &[u8], must_be_new: bool) -> Result<()> {
-    use std::io::Write;
-    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(
-        ".{name}.{}.tmp",
-        coffer_crypto::encode_url(&coffer_crypto::random_bytes::<6>())
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| -> Result<()> {
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        if must_be_new {
-            // A hard link never replaces an existing name.
-            return std::fs::hard_link(&tmp, path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    anyhow::anyhow!("{} exists; refusing to overwrite it", path.display())
-                } else {
-                    anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-                }
-            });
+    coffer_server::fsutil::write_new_private_file(path, data).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("{} exists; refusing to overwrite it", path.display())
+        } else {
+            anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
         }
-        #[cfg(unix)]
-        if let Ok(meta) = std::fs::metadata(path) {
-            use std::os::unix::fs::MetadataExt;
-            let _ = std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()));
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    fn mode(path: &Path) -> u32 {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
-    }
-
-    #[test]
-    fn private_files_leave_existing_directories_alone() {
-        let root = tempfile::tempdir().unwrap();
-        let shared = root.path().join("shared");
-        std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        write_private(&shared.join("key.json"), b"one").unwrap();
-        assert_eq!(
-            mode(&shared),
-            0o1777,
-            "an existing directory keeps its mode"
-        );
-        assert_eq!(mode(&shared.join("key.json")), 0o600);
-        // Missing directories are made private.
-        let nested = shared.join("a").join("b").join("key.json");
-        write_private(&nested, b"two").unwrap();
-        assert_eq!(mode(&shared.join("a")), 0o700);
-        assert_eq!(mode(&shared.join("a").join("b")), 0o700);
-        // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(&shared)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-    }
-
-    #[test]
-    fn private_files_follow_links_and_new_ones_never_replace() {
-        let root = tempfile::tempdir().unwrap();
-        let real = root.path().join("real.json");
-        let link = root.path().join("link.json");
-        write_private(&real, b"first").unwrap();
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        write_private(&link, b"second").unwrap();
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(std::fs::read(&real).unwrap(), b"second");
-
-        let err = write_private_new(&real, b"third").unwrap_err();
-        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
-        assert_eq!(std::fs::read(&real).unwrap(), b"second");
-        let fresh = root.path().join("fresh.json");
-        write_private_new(&fresh, b"new").unwrap();
-        assert_eq!(std::fs::read(&fresh).unwrap(), b"new");
-        assert_eq!(mode(&fresh), 0o600);
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 3);
-    }
+    })
 }

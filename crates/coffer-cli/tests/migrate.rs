@@ -644,3 +644,34 @@ fn the_server_stops_on_sigterm_with_its_stderr_closed() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// The key commands write 0600 files and leave the directory they write into as it was (it may
+/// be shared); a second `gen-server-key` refuses and keeps the first key.
+#[test]
+fn server_key_commands_keep_the_directory_and_the_first_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let key = shared.join("server-key.json");
+    let run = |args: &[&str]| {
+        coffer()
+            .arg("admin")
+            .args(args)
+            .arg(&key)
+            .output()
+            .expect("run coffer admin")
+    };
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert!(run(&["gen-server-key", "-o"]).status.success());
+    let first = std::fs::read(&key).expect("key");
+    assert_eq!((mode(&shared), mode(&key)), (0o1777, 0o600));
+    let again = run(&["gen-server-key", "-o"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(&key).expect("key"), first);
+    assert!(run(&["rotate-server-key"]).status.success());
+    assert_ne!(std::fs::read(&key).expect("key"), first);
+    assert_eq!((mode(&shared), mode(&key)), (0o1777, 0o600));
+}

@@ -8,7 +8,7 @@
 pub mod config;
 mod error;
 mod files;
-mod fsutil;
+pub mod fsutil;
 pub mod keys;
 mod ksm;
 mod links;

@@ -1,6 +1,6 @@
 //! `coffer admin …`: operator tools.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use coffer_server::keys::ServerKeys;
 
 use crate::cli::AdminCommand;
@@ -10,12 +10,6 @@ use crate::output;
 pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::GenServerKey { output: path } => {
-            if path.exists() {
-                bail!(
-                    "{} exists; refusing to overwrite a server key",
-                    path.display()
-                );
-            }
             write_private_new(&path, ServerKeys::generate_json().as_bytes())?;
             let keys = ServerKeys::load(&path).map_err(anyhow::Error::msg)?;
             output::line(format!(
