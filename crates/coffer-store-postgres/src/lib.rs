@@ -1304,8 +1304,8 @@ async fn delete_records_in(
     Ok(files)
 }
 
-/// [`Store::folder_is_empty`] on a connection, in one statement (one snapshot): `None` if the
-/// folder does not exist.
+/// True when a folder directly contains no record and no sub-folder, in one statement (one
+/// snapshot); `None` if it does not exist.
 async fn folder_is_empty_in(
     conn: &mut PgConnection,
     op: &'static str,
@@ -2387,15 +2387,6 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
-    }
-
-    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool> {
-        let op = "folder_is_empty";
-        let mut conn = self.pool.acquire().await.map_err(map_err(op))?;
-        folder_is_empty_in(&mut conn, op, uid)
-            .await
-            .map_err(TxError::into_store)?
-            .ok_or(StoreError::NotFound)
     }
 
     async fn delete_folder_tree(&self, uid: &str, force: bool) -> StoreResult<Removed> {

@@ -871,7 +871,8 @@ async fn uid_taken(conn: &mut SqliteConnection, op: &'static str, uid: &str) -> 
     .map_err(map_err(op))
 }
 
-/// [`Store::folder_is_empty`] on a connection: `None` if the folder does not exist.
+/// True when a folder directly contains no record and no sub-folder; `None` if it does not
+/// exist.
 async fn folder_is_empty_in(
     conn: &mut SqliteConnection,
     op: &'static str,
@@ -1520,11 +1521,7 @@ impl Store for SqliteStore {
 
     async fn create_record(&self, record: &RecordRow, actor: &str) -> StoreResult<()> {
         let op = "create_record";
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err(op))?;
+        let mut tx = self.begin_immediate(op).await?;
         if uid_taken(&mut tx, op, &record.uid).await? {
             tx.rollback().await.map_err(map_err(op))?;
             return Err(StoreError::Conflict);
@@ -2132,17 +2129,6 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
-    }
-
-    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(map_err("folder_is_empty"))?;
-        folder_is_empty_in(&mut conn, "folder_is_empty", uid)
-            .await?
-            .ok_or(StoreError::NotFound)
     }
 
     async fn delete_folder_tree(&self, uid: &str, force: bool) -> StoreResult<Removed> {

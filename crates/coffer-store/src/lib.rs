@@ -599,11 +599,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_record(&self, uid: &str) -> StoreResult<Removed>;
     /// Replaces a folder's encrypted data (its name). `NotFound` if it does not exist.
     async fn update_folder(&self, uid: &str, data: &[u8]) -> StoreResult<()>;
-    /// True when a folder directly contains no record and no sub-folder.
-    async fn folder_is_empty(&self, uid: &str) -> StoreResult<bool>;
     /// Deletes a folder, all its sub-folders, every record in them (as [`Store::delete_record`])
     /// and, for a shared folder, its shares. `NotFound` if it does not exist. Without `force`, a
-    /// folder that is not empty (see [`Store::folder_is_empty`], judged in the same transaction
+    /// folder that directly contains a record or a sub-folder (judged in the same transaction
     /// as the deletion, so a record created meanwhile is never taken along) is refused with
     /// `Precondition("folder not empty")`.
     async fn delete_folder_tree(&self, uid: &str, force: bool) -> StoreResult<Removed>;

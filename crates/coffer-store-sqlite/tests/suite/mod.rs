@@ -47,7 +47,6 @@ macro_rules! all_suite_tests {
             record_history_order,
             record_deletion,
             folder_updates,
-            folder_emptiness,
             folder_tree_deletion,
             folder_deletion_without_force,
             count_request,
@@ -2638,44 +2637,6 @@ pub async fn folder_updates<H: Harness>(h: &H) {
     assert_err!(s.folder("nope").await, StoreError::NotFound);
 }
 
-pub async fn folder_emptiness<H: Harness>(h: &H) {
-    let s = h.open().await;
-    s.create_owner(&owner("o1", "o1@example.com"), false)
-        .await
-        .expect("o1");
-    for f in [
-        shared("sf1", "o1", 1),
-        shared("sf2", "o1", 2),
-        folder("a", "o1", Some("sf1"), "sf1", 3),
-        folder("b", "o1", Some("sf1"), "sf1", 4),
-        folder("a-1", "o1", Some("a"), "sf1", 5),
-    ] {
-        s.create_folder(&f).await.expect("folder");
-    }
-    assert!(s.folder_is_empty("sf2").await.expect("sf2"));
-    assert!(!s.folder_is_empty("sf1").await.expect("sf1 has sub-folders"));
-    assert!(!s.folder_is_empty("a").await.expect("a has a sub-folder"));
-    assert!(s.folder_is_empty("a-1").await.expect("a-1"));
-    assert!(s.folder_is_empty("b").await.expect("b"));
-    assert_err!(s.folder_is_empty("nope").await, StoreError::NotFound);
-
-    // A record directly in a shared folder has the root as its folder.
-    s.create_record(&record("r1", "o1", "sf2", "sf2", 10), "owner:o1")
-        .await
-        .expect("r1");
-    assert!(!s.folder_is_empty("sf2").await.expect("sf2 has a record"));
-    // A record deeper down only makes its own folder non-empty.
-    s.create_record(&record("r2", "o1", "sf1", "a-1", 11), "owner:o1")
-        .await
-        .expect("r2");
-    assert!(!s.folder_is_empty("a-1").await.expect("a-1 has a record"));
-    assert!(s.folder_is_empty("b").await.expect("b still empty"));
-    s.delete_record("r2").await.expect("delete r2");
-    assert!(s.folder_is_empty("a-1").await.expect("a-1 empty again"));
-    s.delete_record("r1").await.expect("delete r1");
-    assert!(s.folder_is_empty("sf2").await.expect("sf2 empty again"));
-}
-
 /// Without force a folder is deleted only if it is empty when the deletion runs; a refused
 /// deletion changes nothing.
 pub async fn folder_deletion_without_force<H: Harness>(h: &H) {
@@ -2817,7 +2778,7 @@ pub async fn folder_tree_deletion<H: Harness>(h: &H) {
         targets(s.shares_of_app("app").await.expect("shares")),
         strings(&["r-root", "r-z", "sf1", "sf2"])
     );
-    assert!(s.folder_is_empty("a").await.is_err());
+    assert_err!(s.folder("a").await, StoreError::NotFound);
     assert_err!(
         s.delete_folder_tree("a1x", true).await,
         StoreError::NotFound
