@@ -154,18 +154,9 @@ impl FileStore {
         let source = incoming.path.clone();
         let linked = async {
             tokio::fs::create_dir_all(&dir).await?;
-            // A hard link is created atomically and never replaces an existing name.
-            match tokio::fs::hard_link(&source, &target).await {
-                // A file system without hard links: check, then rename (not atomic, but the
-                // check still stops a late duplicate).
-                Err(err) if err.kind() == std::io::ErrorKind::Unsupported => {
-                    if tokio::fs::try_exists(&target).await? {
-                        return Err(std::io::ErrorKind::AlreadyExists.into());
-                    }
-                    tokio::fs::rename(&source, &target).await
-                }
-                other => other,
-            }
+            // A hard link is created atomically and never replaces an existing name (the
+            // files directory must support hard links, as local file systems and NFS do).
+            tokio::fs::hard_link(&source, &target).await
         }
         .await;
         // Either way the incoming name goes: the content lives on under `target` or nowhere.

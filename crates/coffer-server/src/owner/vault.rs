@@ -268,6 +268,13 @@ pub fn out_of_sync(record_uid: &str) -> ApiError {
     )
 }
 
+fn unusable_upload_link() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "This upload link is unknown, already used or expired; add the file again.",
+    )
+}
+
 /// Receives an upload body and publishes it: shared by the owner API and the KSM upload.
 pub async fn receive_upload<S, E>(state: &AppState, token: &str, body: S) -> ApiResult<UploadRow>
 where
@@ -277,12 +284,7 @@ where
     let token_hash = sha256(token.as_bytes());
     let upload = match state.store.upload(&token_hash, now_ms()).await {
         Ok(upload) => upload,
-        Err(StoreError::NotFound) => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                "This upload link is unknown, already used or expired; add the file again.",
-            ));
-        }
+        Err(StoreError::NotFound) => return Err(unusable_upload_link()),
         Err(err) => return Err(err.into()),
     };
     let expected = upload.file.size as u64;
@@ -310,10 +312,7 @@ where
     match state.files.publish(incoming, &upload.file.uid).await {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                "This upload link is unknown, already used or expired; add the file again.",
-            ));
+            return Err(unusable_upload_link());
         }
         Err(err) => return Err(ApiError::internal(err)),
     }
@@ -324,10 +323,7 @@ where
             Err(record_change_error(
                 &upload.file.record_uid,
                 err,
-                ApiError::new(
-                    ErrorCode::NotFound,
-                    "This upload link is unknown, already used or expired; add the file again.",
-                ),
+                unusable_upload_link(),
             ))
         }
     }
