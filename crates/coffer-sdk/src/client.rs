@@ -229,15 +229,12 @@ impl SecretsManagerBuilder {
         let settings = HttpSettings {
             tls,
             proxy: self.proxy,
-            timeout: self.timeout,
             connect_timeout: self.connect_timeout,
         };
-        let http = build_http(&settings, true)?;
-        let upload_http = build_http(&settings, false)?;
+        let http = build_http(&settings)?;
         Ok(SecretsManager {
             inner: Arc::new(Inner {
                 http,
-                upload_http,
                 timeout: self.timeout,
                 storage,
                 state: Mutex::new(state),
@@ -478,8 +475,6 @@ impl State {
 
 pub(crate) struct Inner {
     pub http: reqwest::Client,
-    /// For uploads: no per-read timeout, a total deadline per request.
-    pub upload_http: reqwest::Client,
     /// Deadline of one API call; see [`SecretsManagerBuilder::timeout`].
     pub timeout: Duration,
     storage: Box<dyn ConfigStorage>,

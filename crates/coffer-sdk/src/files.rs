@@ -263,12 +263,13 @@ impl SecretsManager {
         key: &SymmetricKey,
         mut progress: ProgressFn,
     ) -> Result<Vec<u8>> {
-        let response = self
-            .inner
-            .http
-            .get(url)
-            .send()
+        // No deadline for the whole download, only for each wait for data: a large file on a
+        // slow link completes as long as data keeps coming.
+        let limit = self.inner.timeout;
+        let stalled = || SdkError::Network(format!("no data from the server for {limit:?}"));
+        let response = tokio::time::timeout(limit, self.inner.http.get(url).send())
             .await
+            .map_err(|_| stalled())?
             .map_err(|e| SdkError::Network(error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
@@ -282,7 +283,10 @@ impl SecretsManager {
         let mut buffer = Vec::with_capacity(total.unwrap_or(0).min(64 << 20) as usize);
         let mut stream = response.bytes_stream();
         progress(Progress { done: 0, total });
-        while let Some(chunk) = stream.next().await {
+        while let Some(chunk) = tokio::time::timeout(limit, stream.next())
+            .await
+            .map_err(|_| stalled())?
+        {
             let chunk = chunk.map_err(|e| SdkError::Network(error_chain(&e)))?;
             buffer.extend_from_slice(&chunk);
             progress(Progress {
@@ -428,7 +432,7 @@ impl SecretsManager {
         form = form.part("file", part);
         let response = self
             .inner
-            .upload_http
+            .http
             .post(&answer.url)
             .timeout(upload_deadline(self.inner.timeout, total))
             .multipart(form)

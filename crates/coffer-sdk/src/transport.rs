@@ -95,21 +95,15 @@ fn unit_random() -> f64 {
 pub(crate) struct HttpSettings {
     pub tls: Tls,
     pub proxy: Option<String>,
-    pub timeout: Duration,
     pub connect_timeout: Duration,
 }
 
-/// Builds an HTTP client; a `SecretsManager` keeps one for API calls and downloads and one for
-/// uploads, each reusing its connections (keep-alive). With `read_timeout`, `timeout` bounds
-/// every wait for data (API calls also get it as their total deadline, per request; downloads
-/// none). Uploads go without it, since the answer is awaited the whole time the body is sent,
-/// and get a total deadline per request instead.
-pub(crate) fn build_http(settings: &HttpSettings, read_timeout: bool) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder();
-    if read_timeout {
-        builder = builder.read_timeout(settings.timeout);
-    }
-    let mut builder = builder
+/// Builds the one HTTP client a `SecretsManager` uses for everything (API calls, downloads,
+/// uploads), so connections are reused (keep-alive). It has no overall timeout: each use sets
+/// its own (API calls and uploads a deadline per request, downloads a limit per wait for
+/// data).
+pub(crate) fn build_http(settings: &HttpSettings) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
