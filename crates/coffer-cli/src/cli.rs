@@ -160,48 +160,11 @@ pub fn parse_rate(text: &str) -> Result<RateSetting, String> {
     coffer_server::throttle::RateLimit::parse(text).map(|r| RateSetting(Some(r)))
 }
 
-/// `--public-host`: a host name or IP address, with an optional port; no scheme, path or
-/// spaces (it goes into every client configuration and file link as is).
+/// `--public-host`: HOST or HOST:PORT, checked as `profile init --hostname` is (a leading
+/// `https://` and a trailing `/` are dropped); it goes into every client configuration and file
+/// link as is.
 fn parse_public_host(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let bad = || {
-        format!(
-            "{text:?} is not HOST or HOST:PORT (e.g. vault.example.com or 10.0.0.5:8443; no \
-             https://, no path)"
-        )
-    };
-    let (host, port) = match text.strip_prefix('[') {
-        // [IPv6]:port or [IPv6]
-        Some(rest) => {
-            let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
-            ip.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-            (ip, after.strip_prefix(':'))
-        }
-        None => match text.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        },
-    };
-    if let Some(port) = port
-        && port.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return Err(bad());
-    }
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && (text.starts_with('[')
-            || host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            }));
-    if host_ok {
-        Ok(text.to_owned())
-    } else {
-        Err(bad())
-    }
+    crate::cmd::client::profile::normalize_host(text).map_err(|e| format!("{e:#}"))
 }
 
 /// Parses `100M`, `5K`, `1G` or a plain byte count.
@@ -655,31 +618,22 @@ mod tests {
 
     #[test]
     fn public_hosts_are_host_and_optional_port() {
-        for good in [
-            "vault.example.com",
-            "vault.example.com:8443",
-            "10.0.0.5",
-            "10.0.0.5:443",
-            "[::1]",
-            "[2001:db8::1]:8443",
-            "localhost",
+        for (given, kept) in [
+            ("vault.example.com", "vault.example.com"),
+            ("vault.example.com:8443", "vault.example.com:8443"),
+            ("https://vault.example.com/", "vault.example.com"),
+            ("10.0.0.5:443", "10.0.0.5:443"),
+            ("[2001:db8::1]:8443", "[2001:db8::1]:8443"),
         ] {
-            assert_eq!(
-                crate::cli::parse_public_host(good).as_deref(),
-                Ok(good),
-                "{good}"
-            );
+            assert_eq!(crate::cli::parse_public_host(given).as_deref(), Ok(kept));
         }
         for bad in [
-            "https://vault.example.com",
+            "http://vault.example.com",
             "https://bad host/x",
             "vault.example.com/path",
-            "bad host",
             "host:0",
             "host:99999",
-            "host:",
             "",
-            "-lead.example.com",
             "[::1",
             "::1",
         ] {
