@@ -47,8 +47,7 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         ProfileCommand::List { json } => list(&home, json),
         ProfileCommand::Active { name } => {
             check_name(&name)?;
-            let _lock = Profiles::lock(&home)?;
-            let mut profiles = Profiles::load(&home)?;
+            let (_lock, mut profiles) = Profiles::load_for_change(&home)?;
             profiles.resolve(Some(&name))?;
             profiles.active = Some(name.clone());
             profiles.save(&home)?;
@@ -68,8 +67,7 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         ProfileCommand::Import { config, force } => import(&global, &home, config, force),
         ProfileCommand::Delete { name } => {
             check_name(&name)?;
-            let _lock = Profiles::lock(&home)?;
-            let mut profiles = Profiles::load(&home)?;
+            let (_lock, mut profiles) = Profiles::load_for_change(&home)?;
             profiles.resolve(Some(&name))?;
             let was_active = profiles.active.as_deref() == Some(name.as_str());
             profiles.remove(&name);
@@ -428,8 +426,7 @@ async fn init(
     })?;
     let config = sm.config();
 
-    let _lock = Profiles::lock(home)?;
-    let mut profiles = Profiles::load(home)?;
+    let (_lock, mut profiles) = Profiles::load_for_change(home)?;
     profiles.set_config(&name, &config);
     let mut settings = profiles.settings(&name);
     settings.ca_cert = global.ca_cert.as_deref().map(absolute);
@@ -472,8 +469,7 @@ async fn init(
 fn import(global: &ClientGlobal, home: &Path, text: Option<String>, force: bool) -> Result<()> {
     let name = global.profile_name().unwrap_or(DEFAULT_PROFILE).to_owned();
     check_name(&name)?;
-    let _lock = Profiles::lock(home)?;
-    let mut profiles = Profiles::load(home)?;
+    let (_lock, mut profiles) = Profiles::load_for_change(home)?;
     if profiles.profiles.contains_key(&name) && !force {
         return Err(fail(
             code::ERROR,

@@ -107,8 +107,15 @@ pub struct ProfilesLock {
 }
 
 impl Profiles {
+    /// Reads the profiles to change them: the lock is held until the returned guard is
+    /// dropped (after [`Profiles::save`]).
+    pub fn load_for_change(home: &Path) -> Result<(ProfilesLock, Self)> {
+        let lock = Self::lock(home)?;
+        Ok((lock, Self::load(home)?))
+    }
+
     /// Waits for and takes the lock of `home`'s profiles.
-    pub fn lock(home: &Path) -> Result<ProfilesLock> {
+    fn lock(home: &Path) -> Result<ProfilesLock> {
         let mut dir = std::fs::DirBuilder::new();
         dir.recursive(true);
         #[cfg(unix)]
@@ -273,8 +280,7 @@ impl ConfigStorage for ProfileStorage {
     }
 
     fn save(&self, config: &Config) -> coffer_sdk::Result<()> {
-        let _lock = Profiles::lock(&self.home).map_err(storage_error)?;
-        let mut profiles = Profiles::load(&self.home).map_err(storage_error)?;
+        let (_lock, mut profiles) = Profiles::load_for_change(&self.home).map_err(storage_error)?;
         let mut config = config.clone();
         if self.host_override.is_some() {
             match profiles
@@ -313,8 +319,7 @@ mod tests {
                 let home = home.clone();
                 std::thread::spawn(move || {
                     for i in 0..15 {
-                        let _lock = Profiles::lock(&home).unwrap();
-                        let mut profiles = Profiles::load(&home).unwrap();
+                        let (_lock, mut profiles) = Profiles::load_for_change(&home).unwrap();
                         let mut config = Config::new();
                         config.set(keys::HOSTNAME, "vault.example.com");
                         profiles.set_config(&format!("p{w}-{i}"), &config);
