@@ -67,18 +67,6 @@ fn warnings_of(answer: &Value) -> Vec<String> {
     }
 }
 
-fn all_records(answer: &Value) -> Vec<&Value> {
-    let mut out: Vec<&Value> = answer["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .collect();
-    for folder in answer["folders"].as_array().expect("folders") {
-        out.extend(folder["records"].as_array().expect("records"));
-    }
-    out
-}
-
 // ---- binding -------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use coffer_crypto::{decode_lenient, encode_std, encode_url, random_bytes};
-use common::{Ksm, Vault, provision, read_response, register_owner, start_server, tls_connect};
+use common::{
+    Ksm, Vault, all_records, provision, read_response, register_owner, start_server, tls_connect,
+};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -122,18 +124,6 @@ fn multipart(content: &[u8]) -> Vec<u8> {
     body.extend_from_slice(content);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     body
-}
-
-fn all_records(answer: &Value) -> Vec<&Value> {
-    let mut out: Vec<&Value> = answer["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .collect();
-    for folder in answer["folders"].as_array().expect("folders") {
-        out.extend(folder["records"].as_array().expect("folder records"));
-    }
-    out
 }
 
 fn record_uids(answer: &Value) -> Vec<String> {

@@ -1140,3 +1140,16 @@ pub async fn raw_exchange(ep: &Endpoint, requests: &[Vec<u8>]) -> Vec<RawRespons
     }
     out
 }
+
+/// Every record of a `get_secret` answer: the directly shared ones, then those of each folder.
+pub fn all_records(answer: &Value) -> Vec<&Value> {
+    let mut out: Vec<&Value> = answer["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .collect();
+    for folder in answer["folders"].as_array().expect("folders") {
+        out.extend(folder["records"].as_array().expect("records"));
+    }
+    out
+}
