@@ -304,14 +304,15 @@ fn read_back(owner: &Owner, records: &[&str], app: &str, out: &Path) -> Vec<Valu
     }
     let _ = std::fs::remove_file(out);
     let record = records.first().expect("a record");
-    let download = owner.vault(&[
+    let args = [
         "file",
         "download",
         record,
         "report.bin",
         "-o",
         out.to_str().expect("path"),
-    ]);
+    ];
+    let download = owner.vault(&args);
     assert_eq!(download["path"].as_str(), out.to_str());
     // The decrypted file is private, and an existing one is kept unless --force.
     use std::os::unix::fs::PermissionsExt;
@@ -322,14 +323,6 @@ fn read_back(owner: &Owner, records: &[&str], app: &str, out: &Path) -> Vec<Valu
     assert_eq!(mode & 0o777, 0o600);
     let content = std::fs::read(out).expect("downloaded");
     std::fs::write(out, b"keep me").expect("overwrite");
-    let args = [
-        "file",
-        "download",
-        record,
-        "report.bin",
-        "-o",
-        out.to_str().expect("path"),
-    ];
     let refused = owner.command(&args).output().expect("run coffer vault");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
