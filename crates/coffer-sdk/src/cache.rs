@@ -328,18 +328,15 @@ mod tests {
         let cache = OfflineCache::new(CacheOptions::file(&path).max_age(Duration::from_millis(50)));
         cache.store(&app, "c", "get_secret", b"{}", b"answer-all");
         cache.store(&app, "c", "get_secret", b"{\"r\":1}", b"answer-one");
-        let all = hex::encode(OfflineCache::entry_id(
-            &OfflineCache::cache_key(&app),
-            "c",
-            "get_secret",
-            b"{}",
-        ));
-        let one = hex::encode(OfflineCache::entry_id(
-            &OfflineCache::cache_key(&app),
-            "c",
-            "get_secret",
-            b"{\"r\":1}",
-        ));
+        let name = |request: &[u8]| {
+            hex::encode(OfflineCache::entry_id(
+                &OfflineCache::cache_key(&app),
+                "c",
+                "get_secret",
+                request,
+            ))
+        };
+        let (all, one) = (name(b"{}"), name(b"{\"r\":1}"));
         let rewrite = |edit: &dyn Fn(&mut serde_json::Value)| {
             let mut json: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
