@@ -67,7 +67,11 @@ pub struct SecretsManagerBuilder {
     retry: RetryPolicy,
     cache: Option<CacheOptions>,
     use_env: bool,
+    max_download: u64,
 }
+
+/// Default of [`SecretsManagerBuilder::max_download_size`]: 1 GiB.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 1 << 30;
 
 impl Default for SecretsManagerBuilder {
     fn default() -> Self {
@@ -84,6 +88,7 @@ impl Default for SecretsManagerBuilder {
             retry: RetryPolicy::default(),
             cache: None,
             use_env: true,
+            max_download: DEFAULT_MAX_DOWNLOAD,
         }
     }
 }
@@ -141,6 +146,18 @@ impl SecretsManagerBuilder {
     /// long as data keeps arriving, an upload this long plus one second per 32 KiB.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The most bytes one file download may bring (default [`DEFAULT_MAX_DOWNLOAD`], 1 GiB).
+    ///
+    /// Downloads are held in memory until their GCM tag is verified, so this bounds what a
+    /// broken or hostile server can make the client allocate. A file whose metadata records
+    /// its size is further limited to that size plus the encryption overhead: a server that
+    /// sends more is refused as soon as it does. Larger downloads fail with
+    /// [`SdkError::DownloadTooLarge`].
+    pub fn max_download_size(mut self, bytes: u64) -> Self {
+        self.max_download = bytes;
         self
     }
 
@@ -236,6 +253,7 @@ impl SecretsManagerBuilder {
             inner: Arc::new(Inner {
                 http,
                 timeout: self.timeout,
+                max_download: self.max_download,
                 storage,
                 state: Mutex::new(state),
                 bind_lock: tokio::sync::Mutex::new(()),
@@ -477,6 +495,8 @@ pub(crate) struct Inner {
     pub http: reqwest::Client,
     /// Deadline of one API call; see [`SecretsManagerBuilder::timeout`].
     pub timeout: Duration,
+    /// See [`SecretsManagerBuilder::max_download_size`].
+    pub max_download: u64,
     storage: Box<dyn ConfigStorage>,
     state: Mutex<State>,
     bind_lock: tokio::sync::Mutex<()>,

@@ -67,6 +67,16 @@ pub enum SdkError {
     /// Data that should decrypt did not (wrong key or damaged data).
     #[error("cannot decrypt {0}")]
     Decrypt(String),
+    /// A file download was refused for its size: bigger than the file's recorded size (plus
+    /// encryption overhead) or than [`max_download_size`](crate::SecretsManagerBuilder::max_download_size).
+    /// Nothing was written.
+    #[error("download refused: {reason} (limit {limit} bytes)")]
+    DownloadTooLarge {
+        /// The limit that applied, in bytes of encrypted content.
+        limit: u64,
+        /// Which limit, and what the server announced or sent.
+        reason: String,
+    },
     /// Local file-system error.
     #[error("{context}: {source}")]
     Io {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use coffer_crypto::{SymmetricKey, encode_std, encode_url, gcm_open, gcm_seal};
+use coffer_crypto::{GCM_OVERHEAD, SymmetricKey, encode_std, encode_url, gcm_open, gcm_seal};
 use coffer_proto::record::Field;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -228,6 +228,55 @@ fn now_ms() -> i64 {
 
 const CHUNK: usize = 64 * 1024;
 
+/// The most encrypted bytes one download may bring, and why.
+#[derive(Debug, Clone, Copy)]
+struct DownloadLimit {
+    bytes: u64,
+    /// The file's recorded plaintext size, when that (not the configured maximum) sets it.
+    recorded: Option<u64>,
+}
+
+impl DownloadLimit {
+    /// The limit for a file whose metadata records `recorded` plaintext bytes (if any).
+    /// A recorded size over the configured maximum is refused before any request.
+    fn for_file(recorded: Option<u64>, max: u64) -> Result<Self> {
+        match recorded.map(|size| size.saturating_add(GCM_OVERHEAD as u64)) {
+            Some(expected) if expected > max => Err(SdkError::DownloadTooLarge {
+                limit: max,
+                reason: format!(
+                    "the file is {} bytes, more than max_download_size allows",
+                    recorded.unwrap_or_default()
+                ),
+            }),
+            Some(expected) => Ok(Self {
+                bytes: expected,
+                recorded,
+            }),
+            None => Ok(Self {
+                bytes: max,
+                recorded: None,
+            }),
+        }
+    }
+
+    /// Refuses `bytes` (what the server `announced` or has `sent` so far) over the limit.
+    fn check(self, bytes: u64, what: &str) -> Result<()> {
+        if bytes <= self.bytes {
+            return Ok(());
+        }
+        let reason = match self.recorded {
+            Some(size) => {
+                format!("the server {what} {bytes} bytes for a file recorded as {size} bytes")
+            }
+            None => format!("the server {what} {bytes} bytes, more than max_download_size"),
+        };
+        Err(SdkError::DownloadTooLarge {
+            limit: self.bytes,
+            reason,
+        })
+    }
+}
+
 impl SecretsManager {
     /// Downloads and decrypts an attachment.
     pub async fn download_file(&self, file: &KeeperFile) -> Result<Vec<u8>> {
@@ -245,7 +294,8 @@ impl SecretsManager {
             .url
             .as_deref()
             .ok_or_else(|| SdkError::NotFound(format!("file {} has no download URL", file.uid)))?;
-        self.fetch_decrypt(url, &file.key, progress).await
+        let limit = DownloadLimit::for_file(file.size, self.inner.max_download)?;
+        self.fetch_decrypt(url, &file.key, limit, progress).await
     }
 
     /// Downloads and decrypts an attachment's thumbnail.
@@ -254,20 +304,23 @@ impl SecretsManager {
             .thumbnail_url
             .as_deref()
             .ok_or_else(|| SdkError::NotFound(format!("file {} has no thumbnail", file.uid)))?;
-        self.fetch_decrypt(url, &file.key, Box::new(|_| {})).await
+        let limit = DownloadLimit::for_file(None, self.inner.max_download)?;
+        self.fetch_decrypt(url, &file.key, limit, Box::new(|_| {}))
+            .await
     }
 
     async fn fetch_decrypt(
         &self,
         url: &str,
         key: &SymmetricKey,
+        limit: DownloadLimit,
         mut progress: ProgressFn,
     ) -> Result<Vec<u8>> {
         // No deadline for the whole download, only for each wait for data: a large file on a
         // slow link completes as long as data keeps coming.
-        let limit = self.inner.timeout;
-        let stalled = || SdkError::Network(format!("no data from the server for {limit:?}"));
-        let response = tokio::time::timeout(limit, self.inner.http.get(url).send())
+        let wait = self.inner.timeout;
+        let stalled = || SdkError::Network(format!("no data from the server for {wait:?}"));
+        let response = tokio::time::timeout(wait, self.inner.http.get(url).send())
             .await
             .map_err(|_| stalled())?
             .map_err(|e| SdkError::Network(error_chain(&e)))?;
@@ -280,14 +333,18 @@ impl SecretsManager {
             });
         }
         let total = response.content_length();
+        if let Some(announced) = total {
+            limit.check(announced, "announced")?;
+        }
         let mut buffer = Vec::with_capacity(total.unwrap_or(0).min(64 << 20) as usize);
         let mut stream = response.bytes_stream();
         progress(Progress { done: 0, total });
-        while let Some(chunk) = tokio::time::timeout(limit, stream.next())
+        while let Some(chunk) = tokio::time::timeout(wait, stream.next())
             .await
             .map_err(|_| stalled())?
         {
             let chunk = chunk.map_err(|e| SdkError::Network(error_chain(&e)))?;
+            limit.check((buffer.len() + chunk.len()) as u64, "sent")?;
             buffer.extend_from_slice(&chunk);
             progress(Progress {
                 done: buffer.len() as u64,
@@ -462,6 +519,36 @@ impl SecretsManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_limits_follow_the_recorded_size_else_the_maximum() {
+        let limit = DownloadLimit::for_file(Some(100), 1000).unwrap();
+        assert!(limit.check(128, "sent").is_ok());
+        let err = limit.check(129, "sent").unwrap_err().to_string();
+        assert!(
+            err.contains("sent 129 bytes for a file recorded as 100 bytes"),
+            "{err}"
+        );
+        assert!(err.contains("limit 128 bytes"), "{err}");
+
+        let unknown = DownloadLimit::for_file(None, 1000).unwrap();
+        assert!(unknown.check(1000, "announced").is_ok());
+        let err = unknown.check(1001, "announced").unwrap_err().to_string();
+        assert!(
+            err.contains("announced 1001 bytes, more than max_download_size"),
+            "{err}"
+        );
+
+        // Exactly at the maximum passes; one byte over is refused before any request.
+        assert!(DownloadLimit::for_file(Some(972), 1000).is_ok());
+        let err = DownloadLimit::for_file(Some(973), 1000).unwrap_err();
+        assert!(
+            matches!(err, SdkError::DownloadTooLarge { limit: 1000, .. }),
+            "{err:?}"
+        );
+        // A recorded size near u64::MAX does not overflow.
+        assert!(DownloadLimit::for_file(Some(u64::MAX), u64::MAX).is_ok());
+    }
 
     #[test]
     fn mime_types_are_guessed_from_extensions() {

@@ -85,8 +85,8 @@ mod wire;
 pub use builder::{RecordCreate, standard_record_types, template_fields};
 pub use cache::{CacheLocation, CacheOptions, CachedAnswer};
 pub use client::{
-    AppInfo, CreateOptions, DeleteOutcome, QueryOptions, SaveOptions, Secrets, SecretsManager,
-    SecretsManagerBuilder, TransactionType,
+    AppInfo, CreateOptions, DEFAULT_MAX_DOWNLOAD, DeleteOutcome, QueryOptions, SaveOptions,
+    Secrets, SecretsManager, SecretsManagerBuilder, TransactionType,
 };
 pub use coffer_proto::record::{Field, RecordData};
 pub use config::{Config, ConfigStorage, FileStorage, MemoryStorage};

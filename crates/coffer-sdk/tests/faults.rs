@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use coffer_sdk::config::keys;
 use coffer_sdk::{CacheOptions, MemoryStorage, RetryPolicy, SdkError, SecretsManager, Tls};
-use common::{TestServer, fixture, start};
+use common::{TestServer, fixture, start, start_with_public_host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +34,11 @@ enum Fault {
     Refuse,
     /// Read the request and never answer.
     Hang,
+    /// File downloads (GET) get the real content plus extra bytes, with a `content-length`
+    /// that says so or chunked (no length announced); other requests are forwarded.
+    DownloadOversize { chunked: bool },
+    /// File downloads (GET) get their headers and half of the content, then nothing.
+    DownloadStall,
 }
 
 struct Double {
@@ -58,6 +63,7 @@ impl Double {
 }
 
 struct Request {
+    method: String,
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -78,7 +84,9 @@ async fn read_request<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<Request
     };
     let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let path = lines.next()?.split(' ').nth(1)?.to_owned();
+    let mut request_line = lines.next()?.split(' ');
+    let method = request_line.next()?.to_owned();
+    let path = request_line.next()?.to_owned();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -97,6 +105,7 @@ async fn read_request<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<Request
         body.extend_from_slice(&chunk[..n]);
     }
     Some(Request {
+        method,
         path,
         headers,
         body,
@@ -113,20 +122,32 @@ fn response(status: u16, extra_headers: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A double on a new port, in front of `server`.
 async fn start_double(server: &TestServer) -> Double {
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let pem = certified.cert.pem();
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_double(listener, server)
+}
+
+/// A double on `listener` (bound before the server started, so the server's download and
+/// upload links can name it), in front of `server`. It presents the server's own
+/// certificate, so every client that trusts the server trusts the double.
+fn serve_double(listener: tokio::net::TcpListener, server: &TestServer) -> Double {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read_to_string(&server.ca).unwrap();
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(server.ca.with_file_name("key.pem"))
+        .unwrap();
     let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()
-    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .with_single_cert(certs, key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let connections = Arc::new(AtomicUsize::new(0));
@@ -154,9 +175,15 @@ async fn start_double(server: &TestServer) -> Double {
                 };
                 while let Some(req) = read_request(&mut tls).await {
                     let n = hits.fetch_add(1, Ordering::SeqCst);
-                    let mode = *fault.lock().unwrap();
-                    let forward = || async {
-                        let mut call = upstream.post(format!("{base}{}", req.path));
+                    let mut mode = *fault.lock().unwrap();
+                    let download_fault =
+                        matches!(mode, Fault::DownloadOversize { .. } | Fault::DownloadStall);
+                    if download_fault && req.method != "GET" {
+                        mode = Fault::Forward;
+                    }
+                    let fetch = || async {
+                        let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
+                        let mut call = upstream.request(method, format!("{base}{}", req.path));
                         for (k, v) in &req.headers {
                             if [
                                 "publickeyid",
@@ -172,14 +199,43 @@ async fn start_double(server: &TestServer) -> Double {
                         match call.body(req.body.clone()).send().await {
                             Ok(r) => {
                                 let status = r.status().as_u16();
-                                let body = r.bytes().await.unwrap_or_default();
-                                response(status, "", &body)
+                                (status, r.bytes().await.unwrap_or_default().to_vec())
                             }
-                            Err(_) => response(502, "", b"upstream failed"),
+                            Err(_) => (502, b"upstream failed".to_vec()),
                         }
+                    };
+                    let forward = || async {
+                        let (status, body) = fetch().await;
+                        response(status, "", &body)
                     };
                     let out = match mode {
                         Fault::Forward => forward().await,
+                        Fault::DownloadOversize { chunked } => {
+                            let (_, mut body) = fetch().await;
+                            body.extend_from_slice(&[0u8; 1000]);
+                            if chunked {
+                                let mut out = format!(
+                                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+                                    body.len()
+                                )
+                                .into_bytes();
+                                out.extend_from_slice(&body);
+                                out.extend_from_slice(b"\r\n0\r\n\r\n");
+                                out
+                            } else {
+                                response(200, "", &body)
+                            }
+                        }
+                        Fault::DownloadStall => {
+                            let (_, body) = fetch().await;
+                            let mut out = response(200, "", &body);
+                            out.truncate(out.len() - body.len() / 2);
+                            if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
                         Fault::Throttle403 { times, retry_after } if n < times => response(
                             403,
                             "",
@@ -423,4 +479,64 @@ async fn one_connection_is_reused_and_a_silent_server_times_out() {
     let err = sm.get_all_secrets().await.unwrap_err();
     assert!(matches!(err, SdkError::Network(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn downloads_bigger_than_the_file_or_stalling_are_refused() {
+    // The double is bound first so that the server's download links name it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = start_with_public_host(Some(public_host)).await;
+    let double = serve_double(listener, &server);
+    let sm = bound_client_via_double(&server, &double, fast_retries(0), None).await;
+    let web = sm.get_secret_by_title("Web Login").await.unwrap().unwrap();
+    let file = web.file("hello.txt").unwrap();
+    assert_eq!(file.size(), Some(14));
+    assert_eq!(sm.download_file(file).await.unwrap(), b"Hello, Keeper!");
+    let target = server.dir.path().join("saved.txt");
+
+    // 14 bytes of content are 42 encrypted; the server announces 1,042.
+    double.set(Fault::DownloadOversize { chunked: false });
+    match sm.download_file(file).await {
+        Err(SdkError::DownloadTooLarge { limit, reason }) => {
+            assert_eq!(limit, 14 + 28);
+            assert!(reason.contains("announced 1042 bytes"), "{reason}");
+            assert!(reason.contains("recorded as 14 bytes"), "{reason}");
+        }
+        other => panic!("expected DownloadTooLarge, got {other:?}"),
+    }
+    // Without a length announced, the refusal comes as the bytes arrive.
+    double.set(Fault::DownloadOversize { chunked: true });
+    match sm.save_file(file, &target, true).await {
+        Err(SdkError::DownloadTooLarge { limit, reason }) => {
+            assert_eq!(limit, 14 + 28);
+            assert!(reason.contains("sent 1042 bytes"), "{reason}");
+        }
+        other => panic!("expected DownloadTooLarge, got {other:?}"),
+    }
+    assert!(!target.exists(), "a refused download writes nothing");
+
+    // Half the content, then silence: the per-wait timer (2 s here) ends it.
+    double.set(Fault::DownloadStall);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let started = Instant::now();
+    let err = sm
+        .download_file_with_progress(file, Box::new(move |p| sink.lock().unwrap().push(p)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SdkError::Network(m) if m.contains("no data from the server")),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let last = *seen.lock().unwrap().last().unwrap();
+    assert_eq!(last.total, Some(42));
+    assert!(last.done < 42, "{last:?}");
+    assert!(sm.save_file(file, &target, true).await.is_err());
+    assert!(!target.exists(), "a stalled download writes nothing");
+
+    double.set(Fault::Forward);
+    sm.save_file(file, &target, true).await.unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"Hello, Keeper!");
 }

@@ -539,6 +539,26 @@ async fn files_download_to_memory_and_disk_with_progress() {
     sm.save_file(file, &target, true).await.unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"Hello, Keeper!");
     assert!(sm.download_thumbnail(file).await.is_err());
+
+    // A file bigger than the configured maximum is refused before any transfer.
+    let app = server.app("small downloads", &[(&fx.folder, false)]).await;
+    let client = server.client(&app).await;
+    let small = server
+        .builder()
+        .storage(MemoryStorage::from_text(&client.config).unwrap())
+        .max_download_size(41)
+        .build()
+        .unwrap();
+    let web = small.get_secrets(&[&fx.web_login]).await.unwrap().remove(0);
+    let file = web.file("hello.txt").unwrap();
+    let refused = server.dir.path().join("refused.txt");
+    match small.save_file(file, &refused, true).await {
+        Err(SdkError::DownloadTooLarge { limit: 41, reason }) => {
+            assert!(reason.contains("14 bytes"), "{reason}");
+        }
+        other => panic!("expected DownloadTooLarge, got {other:?}"),
+    }
+    assert!(!refused.exists());
 }
 
 #[tokio::test]

@@ -22,6 +22,12 @@ pub struct TestServer {
 
 /// Starts a server on 127.0.0.1:0 and registers an owner.
 pub async fn start() -> TestServer {
+    start_with_public_host(None).await
+}
+
+/// Starts a server whose download links name `public_host` (default: its own address), and
+/// registers an owner.
+pub async fn start_with_public_host(public_host: Option<String>) -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -29,7 +35,7 @@ pub async fn start() -> TestServer {
     let port = listener.local_addr().expect("addr").port();
     let mut config = coffer_server::ServerConfig::new(dir.path().to_path_buf());
     config.listen = listener.local_addr().expect("addr");
-    config.public_host = format!("127.0.0.1:{port}");
+    config.public_host = public_host.unwrap_or_else(|| format!("127.0.0.1:{port}"));
     let server = coffer_server::start(config, Some(listener))
         .await
         .expect("server starts");
