@@ -1056,6 +1056,49 @@ fn the_offline_cache_answers_when_the_server_is_gone() {
 }
 
 #[test]
+fn ksm_config_runs_keep_one_offline_cache_per_device() {
+    let server = TestServer::start();
+    let vault = server.provision();
+    let home = Home::new();
+    let mut exported = Vec::new();
+    for name in ["one", "two"] {
+        init_profile(&server, &home, &vault.app, name);
+        exported.push(ok(home.run(["profile", "export", name])).trim().to_owned());
+    }
+    let runner = Home::new();
+    let cache_files = || {
+        let mut names: Vec<String> = std::fs::read_dir(runner.path().join("cache"))
+            .map(|dir| {
+                dir.map(|e| e.expect("entry").file_name().into_string().expect("name"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    for (i, config) in exported.iter().enumerate() {
+        for _ in 0..2 {
+            let out = runner
+                .cmd(["secret", "list", "--json", "--cache"])
+                .env("KSM_CONFIG", config)
+                .env("COFFER_CA_CERT", &server.ca)
+                .output()
+                .expect("run");
+            assert_eq!(uids(&json_of(out)).len(), 5);
+        }
+        // The same configuration reuses its file; another device gets its own.
+        let files = cache_files();
+        assert_eq!(files.len(), i + 1, "{files:?}");
+        assert!(
+            files
+                .iter()
+                .all(|f| f.starts_with("ksm-config-") && f.ends_with(".cache")),
+            "{files:?}"
+        );
+    }
+}
+
+#[test]
 fn completion_version_and_help() {
     let home = Home::new();
     for shell in ["bash", "zsh", "fish"] {

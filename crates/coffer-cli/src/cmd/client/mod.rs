@@ -311,8 +311,9 @@ pub fn connect(global: &ClientGlobal) -> Result<SecretsManager> {
             if let Some(host) = hostname_override() {
                 config.set(keys::HOSTNAME, host);
             }
+            let cache_name = env_cache_name(&config);
             let builder = builder.storage(MemoryStorage::from_config(config));
-            (builder, "KSM_CONFIG".to_owned(), None)
+            (builder, cache_name, None)
         }
         Source::Profile(name) => {
             let ca = Profiles::load(&home)?.settings(&name).ca_cert;
@@ -327,6 +328,19 @@ pub fn connect(global: &ClientGlobal) -> Result<SecretsManager> {
         builder = builder.cache(CacheOptions::file(dir.join(format!("{cache_name}.cache"))));
     }
     Ok(builder.build()?)
+}
+
+/// The offline cache file of a `KSM_CONFIG` run: one per device (client id), so configurations
+/// of different apps or devices never share or evict each other's entries. The name is a hash:
+/// it does not reveal the client id.
+fn env_cache_name(config: &Config) -> String {
+    let device = config
+        .get(keys::CLIENT_ID)
+        .or_else(|| config.get(keys::CLIENT_KEY))
+        .unwrap_or_default();
+    let digest = coffer_crypto::sha256(device.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("ksm-config-{hex}")
 }
 
 /// The exit code of a partly failed delete: "not found" when every failure says so,
