@@ -41,6 +41,11 @@ impl OwnerClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(15))
             .timeout(std::time::Duration::from_secs(600))
+            // The owner API never redirects. Following one would carry the session token
+            // or a login body to wherever a hostile or misconfigured front end points,
+            // perhaps over plain HTTP: refuse both instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
             .no_proxy();
         if *trust == ServerTrust::SkipVerify {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -73,12 +78,7 @@ impl OwnerClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> OwnerResult<T> {
-        let response = request.send().await.map_err(http_error)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(http_error)?;
-        if !status.is_success() {
-            return Err(server_error(status.as_u16(), &bytes));
-        }
+        let bytes = exchange(request).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| OwnerError::Http(format!("the server sent an unexpected answer: {e}")))
     }
@@ -132,25 +132,38 @@ impl OwnerClient {
 
     /// `GET` raw bytes.
     pub async fn get_bytes(&self, path: &str, token: &str) -> OwnerResult<Vec<u8>> {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(http_error)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(http_error)?;
-        if !status.is_success() {
-            return Err(server_error(status.as_u16(), &bytes));
-        }
-        Ok(bytes.to_vec())
+        let request = self.http.get(self.url(path)).bearer_auth(token);
+        Ok(exchange(request).await?.to_vec())
     }
 
     /// The server's public facts (key, host, whether setup is pending).
     pub async fn info(&self) -> OwnerResult<ServerInfo> {
         self.get("/info", None).await
     }
+}
+
+/// Sends `request`; the body of a 2xx answer, else the server's error (a redirect is one).
+async fn exchange(request: reqwest::RequestBuilder) -> OwnerResult<bytes::Bytes> {
+    let response = request.send().await.map_err(http_error)?;
+    let status = response.status();
+    if status.is_redirection() {
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere")
+            .to_owned();
+        return Err(OwnerError::Http(format!(
+            "the server answered HTTP {} redirecting to {target}; Coffer does not follow \
+             redirects: use the server's own https:// address",
+            status.as_u16()
+        )));
+    }
+    let bytes = response.bytes().await.map_err(http_error)?;
+    if !status.is_success() {
+        return Err(server_error(status.as_u16(), &bytes));
+    }
+    Ok(bytes)
 }
 
 fn http_error(err: reqwest::Error) -> OwnerError {
