@@ -54,6 +54,9 @@ pub enum AdminCommand {
         /// Where to write it (mode 0600); refuses to overwrite.
         #[arg(short, long)]
         output: PathBuf,
+        /// Print `{"path","key_id","public_key"}` instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Add a new key to a server key file; it becomes the published key, older ones keep working.
     #[command(
@@ -62,6 +65,9 @@ pub enum AdminCommand {
     RotateServerKey {
         /// The key file (e.g. DATA_DIR/server-key.json).
         file: PathBuf,
+        /// Print `{"path","key_id","public_key","key_ids"}` instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Copy a whole database into a new, empty one (e.g. SQLite to PostgreSQL) and verify it.
     #[command(

@@ -96,6 +96,9 @@ pub enum ProfileCommand {
     Active {
         /// Profile name.
         name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a profile's KSM config as base64 (what KSM_CONFIG and the official SDKs take).
     #[command(
@@ -104,6 +107,9 @@ pub enum ProfileCommand {
     Export {
         /// Profile name [default: --profile, else the active profile].
         name: Option<String>,
+        /// Print `{"profile","config"}` instead of the bare base64.
+        #[arg(long)]
+        json: bool,
     },
     /// Save a KSM config (base64 or JSON, e.g. from `profile export`) as a profile.
     #[command(
@@ -115,12 +121,18 @@ pub enum ProfileCommand {
         /// Replace an existing profile of the same name.
         #[arg(long)]
         force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a profile.
     #[command(after_help = "Example:\n  coffer profile delete staging")]
     Delete {
         /// Profile name.
         name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -158,7 +170,7 @@ pub enum SecretCommand {
     },
     /// Show records, or one field of them. Secret values are masked unless --unmask.
     #[command(
-        after_help = "Masked: passwords, hidden fields (secret), PINs, one-time-code seeds, license and account\nnumbers, card numbers and codes, private keys, security answers. --json masks them too unless\n--unmask. With --field or --custom-field only that field's values are printed, one per line.\n\nExamples:\n  coffer secret get kKqi9CtJf8S1geE9WPQi6g\n  coffer secret get --title 'Prod DB' --field password --unmask\n  coffer secret get kKqi9CtJf8S1geE9WPQi6g --custom-field Environment\n  coffer secret get kKqi9CtJf8S1geE9WPQi6g --json --unmask | jq .fields"
+        after_help = "Masked: passwords, hidden fields (secret), PINs, one-time-code seeds, license and account\nnumbers, card numbers and codes, private keys, security answers. --json masks them too unless\n--unmask. With --field or --custom-field only that field's values are printed, one per line\n(--json: {\"uid\",\"values\"}; several UIDs give {\"records\":[…]}).\n\nExamples:\n  coffer secret get kKqi9CtJf8S1geE9WPQi6g\n  coffer secret get --title 'Prod DB' --field password --unmask\n  coffer secret get kKqi9CtJf8S1geE9WPQi6g --custom-field Environment\n  coffer secret get kKqi9CtJf8S1geE9WPQi6g --json --unmask | jq .fields"
     )]
     Get {
         /// Record UIDs.
@@ -317,6 +329,10 @@ pub enum SecretCommand {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Print `{"uid","file_uid","name","path","size"}` once the file is written (not with
+        /// `-o -`).
+        #[arg(long)]
+        json: bool,
     },
     /// Remove an attachment from a record.
     #[command(
@@ -479,6 +495,9 @@ pub struct InterpolateArgs {
     /// Overwrite an existing output file.
     #[arg(long)]
     pub force: bool,
+    /// Print `{"output","notations"}` once the output file is written (needs --output).
+    #[arg(long, requires = "output")]
+    pub json: bool,
     #[command(flatten)]
     pub global: ClientGlobal,
 }

@@ -189,6 +189,11 @@ fn profiles_bind_without_burning_tokens_and_are_managed() {
 
     // Export: a base64 KSM config that works on its own through KSM_CONFIG.
     let exported = ok(home.run(["profile", "export"])).trim().to_owned();
+    let as_json = json_of(home.run(["profile", "export", "--json"]));
+    assert_eq!(
+        as_json,
+        serde_json::json!({ "profile": "default", "config": exported })
+    );
     let other = Home::new();
     let out = other
         .cmd(["secret", "list", "--json"])
@@ -204,7 +209,15 @@ fn profiles_bind_without_burning_tokens_and_are_managed() {
 
     // Import it under another name; switch; --profile overrides the active one.
     let out = home
-        .cmd(["profile", "import", "--profile", "copy", "--ca-cert", &ca])
+        .cmd([
+            "profile",
+            "import",
+            "--profile",
+            "copy",
+            "--ca-cert",
+            &ca,
+            "--json",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -219,8 +232,14 @@ fn profiles_bind_without_burning_tokens_and_are_managed() {
             child.wait_with_output()
         })
         .expect("import");
-    ok(out);
-    ok(home.run(["profile", "active", "copy"]));
+    let imported = json_of(out);
+    assert_eq!(imported["profile"], "copy");
+    assert_eq!(imported["bound"], true);
+    assert_eq!(imported["active"], false, "default stays active");
+    assert_eq!(
+        json_of(home.run(["profile", "active", "copy", "--json"])),
+        serde_json::json!({ "active": "copy" })
+    );
     let list = json_of(home.run(["profile", "list", "--json"]));
     assert_eq!(list["active"], "copy");
     assert_eq!(list["profiles"].as_array().expect("list").len(), 2);
@@ -299,7 +318,10 @@ fn profiles_bind_without_burning_tokens_and_are_managed() {
     // Delete.
     ok(home.run(["profile", "delete", "copy"]));
     ok(home.run(["profile", "delete", "fresh"]));
-    ok(home.run(["profile", "delete", "viaconfig"]));
+    assert_eq!(
+        json_of(home.run(["profile", "delete", "viaconfig", "--json"])),
+        serde_json::json!({ "deleted": "viaconfig", "active": "default" })
+    );
     let list = json_of(home.run(["profile", "list", "--json"]));
     assert_eq!(list["profiles"].as_array().expect("list").len(), 1);
     assert_eq!(
@@ -459,18 +481,38 @@ fn secrets_are_read_masked_and_selected() {
         "Environment",
         "--json",
     ]));
-    assert_eq!(values, serde_json::json!(["prod"]));
+    assert_eq!(
+        values,
+        serde_json::json!({ "uid": vault.login, "values": ["prod"] })
+    );
     let host = json_of(home.run(["secret", "get", &vault.db, "--field", "host", "--json"]));
-    assert_eq!(host[0]["hostName"], "db.internal");
+    assert_eq!(host["values"][0]["hostName"], "db.internal");
+    // One field of several records: one object, a list per record in the order asked.
+    let passwords = json_of(home.run([
+        "secret",
+        "get",
+        &vault.db,
+        &vault.login,
+        "--field",
+        "password",
+        "--json",
+        "--unmask",
+    ]));
+    assert_eq!(passwords["records"][0]["uid"], vault.db.as_str());
+    assert_eq!(passwords["records"][1]["uid"], vault.login.as_str());
+    assert_eq!(
+        passwords["records"][1]["values"],
+        serde_json::json!([PASSWORD])
+    );
     let err = fails(
         home.run(["secret", "get", &vault.login, "--field", "nope"]),
         NOT_FOUND,
     );
     assert!(err.contains("it has:"), "{err}");
 
-    // Several UIDs: a JSON array; by title.
+    // Several UIDs: one object listing the records in the order asked; by title.
     let both = json_of(home.run(["secret", "get", &vault.login, &vault.db, "--json"]));
-    assert_eq!(both.as_array().expect("array").len(), 2);
+    assert_eq!(uids(&both), [vault.login.clone(), vault.db.clone()]);
     let by_title = json_of(home.run(["secret", "get", "--title", "Prod DB", "--json"]));
     assert_eq!(by_title["uid"], vault.db.as_str());
     fails(
@@ -515,7 +557,18 @@ fn secrets_are_read_masked_and_selected() {
     ]));
     assert_eq!(
         urls,
-        serde_json::json!(["https://a.example.com", "https://b.example.com"])
+        serde_json::json!({
+            "notation": "keeper://Web Login/field/url",
+            "values": ["https://a.example.com", "https://b.example.com"],
+        })
+    );
+    let file_notation = format!("keeper://{}/file/hello.txt", vault.login);
+    let file = json_of(home.run(["secret", "notation", &file_notation, "--json"]));
+    assert_eq!(file["notation"], file_notation.as_str());
+    assert_eq!(
+        coffer_crypto::decode_lenient(file["content_base64"].as_str().expect("base64"))
+            .expect("valid base64"),
+        b"Hello, Keeper!"
     );
     fails(home.run(["secret", "notation", "keeper://"]), USAGE);
     fails(
@@ -758,28 +811,22 @@ fn secrets_files_and_folders_are_written() {
         1,
     );
     assert!(err.contains("--force"), "{err}");
-    ok(home.run([
-        "secret",
-        "download",
-        &uid,
-        "--file-uid",
-        &file_uid,
-        "-o",
-        target_s,
-        "--force",
-    ]));
+    let by_file_uid = |extra: &[&str]| {
+        let mut args = vec!["secret", "download", &uid, "--file-uid", &file_uid];
+        args.extend_from_slice(extra);
+        home.run(args)
+    };
+    let written = json_of(by_file_uid(&["-o", target_s, "--force", "--json"]));
     assert_eq!(
-        ok(home.run([
-            "secret",
-            "download",
-            &uid,
-            "--file-uid",
-            &file_uid,
-            "-o",
-            "-"
-        ])),
-        "quarterly numbers\n"
+        written,
+        serde_json::json!({
+            "uid": uid, "file_uid": file_uid, "name": "report.txt",
+            "path": target_s, "size": 18,
+        })
     );
+    // --json cannot share standard output with the content.
+    fails(by_file_uid(&["-o", "-", "--json"]), USAGE);
+    assert_eq!(ok(by_file_uid(&["-o", "-"])), "quarterly numbers\n");
     // Default name: the attachment's, in the working directory.
     ok(home.run(["secret", "download", &uid, "--name", "report.txt"]));
     assert!(home.path().join("report.txt").exists());
@@ -984,8 +1031,13 @@ fn exec_and_interpolate_replace_notations() {
     let err = fails(home.run(["interpolate", "-i", t, "-o", o]), 1);
     assert!(err.contains("--force"), "{err}");
     assert_eq!(std::fs::read_to_string(&output).expect("read"), "keep me");
-    ok(home.run(["interpolate", "-i", t, "-o", o, "--force"]));
+    assert_eq!(
+        json_of(home.run(["interpolate", "-i", t, "-o", o, "--force", "--json"])),
+        serde_json::json!({ "output": o, "notations": 3 })
+    );
     assert_eq!(std::fs::read_to_string(&output).expect("read"), expected);
+    // --json needs an output file: standard output is the result's.
+    fails(home.run(["interpolate", "-i", t, "--json"]), USAGE);
     let mut child = home
         .cmd(["interpolate"])
         .stdin(Stdio::piped())

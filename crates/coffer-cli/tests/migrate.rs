@@ -657,14 +657,32 @@ fn server_key_commands_keep_the_directory_and_the_first_key() {
             .expect("run coffer admin")
     };
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
-    assert!(run(&["gen-server-key", "-o"]).status.success());
+    let made = run(&["gen-server-key", "--json", "-o"]);
+    assert!(made.status.success());
+    let made: Value = serde_json::from_slice(&made.stdout).expect("one JSON object");
+    assert_eq!(made["path"], key.to_str().expect("utf-8 path"));
+    let first_id = made["key_id"].as_u64().expect("key id");
+    let first_public = made["public_key"].as_str().expect("public key").to_owned();
+    assert_eq!(
+        coffer_crypto::decode_lenient(&first_public)
+            .expect("base64")
+            .len(),
+        65,
+        "an uncompressed P-256 point"
+    );
     let first = std::fs::read(&key).expect("key");
     assert_eq!((mode(&shared), mode(&key)), (0o1777, 0o600));
     let again = run(&["gen-server-key", "-o"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(&key).expect("key"), first);
-    assert!(run(&["rotate-server-key"]).status.success());
+    let rotated = run(&["rotate-server-key", "--json"]);
+    assert!(rotated.status.success());
+    let rotated: Value = serde_json::from_slice(&rotated.stdout).expect("one JSON object");
+    let new_id = rotated["key_id"].as_u64().expect("key id");
+    assert_ne!(new_id, first_id);
+    assert_ne!(rotated["public_key"], first_public.as_str());
+    assert_eq!(rotated["key_ids"], serde_json::json!([first_id, new_id]));
     assert_ne!(std::fs::read(&key).expect("key"), first);
     assert_eq!((mode(&shared), mode(&key)), (0o1777, 0o600));
 }

@@ -9,9 +9,16 @@ use crate::output;
 
 pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
-        AdminCommand::GenServerKey { output: path } => {
+        AdminCommand::GenServerKey { output: path, json } => {
             write_private_new(&path, ServerKeys::generate_json().as_bytes())?;
             let keys = ServerKeys::load(&path).map_err(anyhow::Error::msg)?;
+            if json {
+                return output::json(&serde_json::json!({
+                    "path": path,
+                    "key_id": keys.current().0,
+                    "public_key": keys.public_key_b64url(),
+                }));
+            }
             output::line(format!(
                 "Wrote {} (key id {}, public key {}).",
                 path.display(),
@@ -19,11 +26,19 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                 keys.public_key_b64url()
             ))
         }
-        AdminCommand::RotateServerKey { file } => {
+        AdminCommand::RotateServerKey { file, json } => {
             let mut keys = ServerKeys::load(&file).map_err(anyhow::Error::msg)?;
             let id = keys.rotate();
             write_private(&file, keys.to_file_json().as_bytes())
                 .with_context(|| format!("cannot update {}", file.display()))?;
+            if json {
+                return output::json(&serde_json::json!({
+                    "path": file,
+                    "key_id": id,
+                    "public_key": keys.public_key_b64url(),
+                    "key_ids": keys.key_ids(),
+                }));
+            }
             output::line(format!(
                 "Added key id {id} to {} (public key {}); key ids now {:?}. Restart the server.",
                 file.display(),

@@ -276,7 +276,16 @@ pub async fn run(args: InterpolateArgs) -> Result<()> {
     };
     let result = substitute(&template, &values);
     match &args.output {
-        Some(path) => write_new_file(path, result.as_bytes(), args.force),
+        Some(path) => {
+            write_new_file(path, result.as_bytes(), args.force)?;
+            if args.json {
+                crate::output::json(&serde_json::json!({
+                    "output": path,
+                    "notations": found.len(),
+                }))?;
+            }
+            Ok(())
+        }
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(result.as_bytes())?;

@@ -45,15 +45,18 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
             .await
         }
         ProfileCommand::List { json } => list(&home, json),
-        ProfileCommand::Active { name } => {
+        ProfileCommand::Active { name, json } => {
             check_name(&name)?;
             let (_lock, mut profiles) = Profiles::load_for_change(&home)?;
             profiles.resolve(Some(&name))?;
             profiles.active = Some(name.clone());
             profiles.save(&home)?;
+            if json {
+                return output::json(&json!({ "active": name }));
+            }
             output::line(format!("Profile {name:?} is now active."))
         }
-        ProfileCommand::Export { name } => {
+        ProfileCommand::Export { name, json } => {
             let profiles = Profiles::load(&home)?;
             let name = profiles.resolve(name.as_deref().or(global.profile_name()))?;
             let config = profiles
@@ -62,10 +65,17 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
             if stdout_is_terminal() {
                 warn("this config is the device's identity: whoever holds it reads its secrets");
             }
+            if json {
+                return output::json(&json!({ "profile": name, "config": config.to_base64() }));
+            }
             output::line(config.to_base64())
         }
-        ProfileCommand::Import { config, force } => import(&global, &home, config, force),
-        ProfileCommand::Delete { name } => {
+        ProfileCommand::Import {
+            config,
+            force,
+            json,
+        } => import(&global, &home, config, force, json),
+        ProfileCommand::Delete { name, json } => {
             check_name(&name)?;
             let (_lock, mut profiles) = Profiles::load_for_change(&home)?;
             profiles.resolve(Some(&name))?;
@@ -84,6 +94,9 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
                 }
             }
             profiles.save(&home)?;
+            if json {
+                return output::json(&json!({ "deleted": name, "active": profiles.active }));
+            }
             output::line(message)
         }
     }
@@ -466,7 +479,13 @@ async fn init(
     }
 }
 
-fn import(global: &ClientGlobal, home: &Path, text: Option<String>, force: bool) -> Result<()> {
+fn import(
+    global: &ClientGlobal,
+    home: &Path,
+    text: Option<String>,
+    force: bool,
+    json: bool,
+) -> Result<()> {
     let name = global.profile_name().unwrap_or(DEFAULT_PROFILE).to_owned();
     check_name(&name)?;
     let (_lock, mut profiles) = Profiles::load_for_change(home)?;
@@ -519,6 +538,14 @@ fn import(global: &ClientGlobal, home: &Path, text: Option<String>, force: bool)
         profiles.active = Some(name.clone());
     }
     profiles.save(home)?;
+    if json {
+        return output::json(&json!({
+            "profile": name,
+            "hostname": config.get(keys::HOSTNAME),
+            "bound": bound,
+            "active": make_active,
+        }));
+    }
     output::line(format!(
         "Imported profile {name:?}{}{}",
         if bound {

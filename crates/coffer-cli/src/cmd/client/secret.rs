@@ -553,7 +553,8 @@ pub async fn run(args: SecretArgs) -> Result<()> {
             file_uid,
             output: out,
             force,
-        } => download(&global, &uid, name, file_uid, out, force).await,
+            json,
+        } => download(&global, &uid, name, file_uid, out, force, json).await,
         SecretCommand::DeleteAttachment {
             uid,
             file_uid,
@@ -835,19 +836,14 @@ async fn get(
             per_record.push((r.uid().to_owned(), values));
         }
         if json {
+            let mut list: Vec<Value> = per_record
+                .into_iter()
+                .map(|(uid, values)| json!({ "uid": uid, "values": values }))
+                .collect();
             if several {
-                let map: serde_json::Map<String, Value> = per_record
-                    .into_iter()
-                    .map(|(uid, values)| (uid, Value::Array(values)))
-                    .collect();
-                output::json(&Value::Object(map))?;
-            } else {
-                let values = per_record
-                    .into_iter()
-                    .next()
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
-                output::json(&values)?;
+                output::json(&json!({ "records": list }))?;
+            } else if !list.is_empty() {
+                output::json(&list.remove(0))?;
             }
         } else {
             let mut out = std::io::stdout().lock();
@@ -866,7 +862,7 @@ async fn get(
             .map(|r| record_json(r, unmask, &mut masked))
             .collect();
         if several {
-            output::json(&list)?;
+            output::json(&json!({ "records": list }))?;
         } else if let Some(one) = list.into_iter().next() {
             output::json(&one)?;
         }
@@ -890,7 +886,10 @@ async fn notation_cmd(global: &ClientGlobal, notation: &str, json: bool) -> Resu
             return Err(fail(code::ERROR, "the notation did not give a file"));
         };
         if json {
-            return output::json(&json!([coffer_crypto::encode_std(&bytes)]));
+            return output::json(&json!({
+                "notation": notation,
+                "content_base64": coffer_crypto::encode_std(&bytes),
+            }));
         }
         if stdout_is_terminal() && std::str::from_utf8(&bytes).is_err() {
             return Err(fail(
@@ -905,7 +904,7 @@ async fn notation_cmd(global: &ClientGlobal, notation: &str, json: bool) -> Resu
     }
     let values = sm.get_notation(notation).await?;
     if json {
-        return output::json(&values);
+        return output::json(&json!({ "notation": notation, "values": values }));
     }
     let mut out = std::io::stdout().lock();
     for value in values {
@@ -971,7 +970,14 @@ async fn download(
     file_uid: Option<String>,
     out: Option<PathBuf>,
     force: bool,
+    json: bool,
 ) -> Result<()> {
+    if json && out.as_deref().is_some_and(|o| o.as_os_str() == "-") {
+        return Err(fail(
+            code::USAGE,
+            "--json cannot share standard output with the file (-o -): write it to a path",
+        ));
+    }
     let sm = connect(global)?;
     let record = one_record(&sm, uid).await?;
     let file = match (&file_uid, &name) {
@@ -1035,6 +1041,15 @@ async fn download(
         return Ok(());
     }
     write_new_file(&target, &bytes, force)?;
+    if json {
+        return output::json(&json!({
+            "uid": uid,
+            "file_uid": file.uid(),
+            "name": file.name(),
+            "path": target,
+            "size": bytes.len(),
+        }));
+    }
     if std::io::stderr().is_terminal() {
         note(format!(
             "wrote {} ({})",
