@@ -78,7 +78,7 @@ impl OwnerClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> OwnerResult<T> {
-        let bytes = exchange(request).await?;
+        let bytes = exchange(request, MAX_JSON_ANSWER).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| OwnerError::Http(format!("the server sent an unexpected answer: {e}")))
     }
@@ -130,10 +130,11 @@ impl OwnerClient {
         self.send(request).await
     }
 
-    /// `GET` raw bytes.
-    pub async fn get_bytes(&self, path: &str, token: &str) -> OwnerResult<Vec<u8>> {
+    /// `GET` raw bytes, at most `max` of them: an answer that announces or sends more is
+    /// refused (a file's encrypted size is known before it is fetched).
+    pub async fn get_bytes(&self, path: &str, token: &str, max: u64) -> OwnerResult<Vec<u8>> {
         let request = self.http.get(self.url(path)).bearer_auth(token);
-        Ok(exchange(request).await?.to_vec())
+        exchange(request, max).await
     }
 
     /// The server's public facts (key, host, whether setup is pending).
@@ -142,8 +143,15 @@ impl OwnerClient {
     }
 }
 
-/// Sends `request`; the body of a 2xx answer, else the server's error (a redirect is one).
-async fn exchange(request: reqwest::RequestBuilder) -> OwnerResult<bytes::Bytes> {
+/// The largest JSON answer the owner API is believed to send (a vault's whole record list).
+const MAX_JSON_ANSWER: u64 = 256 << 20;
+
+/// How much of an error answer is read: enough for any error body the server makes.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// Sends `request`; the body of a 2xx answer (at most `max` bytes), else the server's error
+/// (a redirect is one).
+async fn exchange(request: reqwest::RequestBuilder, max: u64) -> OwnerResult<Vec<u8>> {
     let response = request.send().await.map_err(http_error)?;
     let status = response.status();
     if status.is_redirection() {
@@ -159,11 +167,43 @@ async fn exchange(request: reqwest::RequestBuilder) -> OwnerResult<bytes::Bytes>
             status.as_u16()
         )));
     }
-    let bytes = response.bytes().await.map_err(http_error)?;
     if !status.is_success() {
-        return Err(server_error(status.as_u16(), &bytes));
+        let body = read_body(response, MAX_ERROR_BODY, true).await?;
+        return Err(server_error(status.as_u16(), &body));
     }
-    Ok(bytes)
+    read_body(response, max, false).await
+}
+
+/// Reads a body of at most `max` bytes: more (announced or sent) is an error, or with
+/// `truncate` the first `max` bytes.
+async fn read_body(
+    mut response: reqwest::Response,
+    max: u64,
+    truncate: bool,
+) -> OwnerResult<Vec<u8>> {
+    let too_long = |what: &str| {
+        OwnerError::Http(format!(
+            "the server {what} more than the {max} bytes expected; nothing was kept"
+        ))
+    };
+    if !truncate && response.content_length().is_some_and(|n| n > max) {
+        return Err(too_long("announced"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(http_error)? {
+        let room = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(body.len());
+        if chunk.len() > room {
+            if truncate {
+                body.extend_from_slice(&chunk[..room]);
+                break;
+            }
+            return Err(too_long("sent"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn http_error(err: reqwest::Error) -> OwnerError {

@@ -563,7 +563,11 @@ impl Session {
     pub async fn download_file(&self, file: &FileView) -> OwnerResult<Vec<u8>> {
         let bytes = self
             .client
-            .get_bytes(&format!("/files/{}/content", file.uid), &self.token)
+            .get_bytes(
+                &format!("/files/{}/content", file.uid),
+                &self.token,
+                u64::try_from(file.size).unwrap_or(0),
+            )
             .await?;
         gcm_open(&file.key, &bytes).map_err(|_| OwnerError::Decrypt("a file"))
     }

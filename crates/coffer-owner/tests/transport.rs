@@ -1,5 +1,6 @@
 //! The owner client's transport refuses what a hostile or misconfigured front end could use
-//! to move the session token or a login body elsewhere: redirects, and plain HTTP.
+//! to move the session token or a login body elsewhere (redirects, plain HTTP), and answers
+//! longer than expected.
 //! Everything else the owner client does is tested against the real server (coffer-server's
 //! owner API tests and the CLI tests).
 
@@ -108,7 +109,7 @@ async fn redirects_are_reported_not_followed() {
             "{status}: the redirect was followed"
         );
         let err = client
-            .get_bytes("/files/x", "session-token")
+            .get_bytes("/files/x", "session-token", 1024)
             .await
             .unwrap_err();
         assert!(matches!(err, OwnerError::Http(_)), "{status}: {err:?}");
@@ -156,6 +157,65 @@ async fn plain_http_upload_links_are_refused_without_connecting() {
         0,
         "the upload went over plain HTTP"
     );
+}
+
+async fn client_for(answer: String) -> OwnerClient {
+    let (port, dir, _) = tls_server(answer).await;
+    let client = OwnerClient::new(
+        &format!("https://127.0.0.1:{port}"),
+        &ServerTrust::ExtraCa(dir.path().join("ca.pem")),
+    )
+    .unwrap();
+    // The certificate was read when the client was made.
+    drop(dir);
+    client
+}
+
+#[tokio::test]
+async fn downloads_longer_than_expected_are_refused() {
+    let body = "x".repeat(100);
+    let announced =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{body}");
+    let chunked = format!(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         32\r\n{half}\r\n32\r\n{half}\r\n0\r\n\r\n",
+        half = &body[..50]
+    );
+    for (how, answer) in [("announced", announced), ("sent", chunked)] {
+        let client = client_for(answer).await;
+        let err = client.get_bytes("/files/x", "t", 99).await.unwrap_err();
+        match &err {
+            OwnerError::Http(text) => assert!(text.contains(how), "{how}: {text}"),
+            other => panic!("{how}: expected a transport error, got {other:?}"),
+        }
+        // Exactly the expected size passes.
+        assert_eq!(
+            client.get_bytes("/files/x", "t", 100).await.unwrap(),
+            body.as_bytes(),
+            "{how}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn huge_error_bodies_are_cut_and_still_reported() {
+    // The answer announces 1 GiB and sends 1 MiB: a client that read it all would wait for
+    // the rest and fail on the closed connection instead of reporting the server's error.
+    let body = "e".repeat(1 << 20);
+    let client = client_for(format!(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        1u64 << 30
+    ))
+    .await;
+    match client.get_bytes("/files/x", "t", 10).await.unwrap_err() {
+        OwnerError::Server {
+            status, message, ..
+        } => {
+            assert_eq!(status, 500);
+            assert!(message.len() < 1024, "the error text is short");
+        }
+        other => panic!("expected the server's error, got {other:?}"),
+    }
 }
 
 #[test]
