@@ -189,11 +189,10 @@ async fn read_body(
     if !truncate && response.content_length().is_some_and(|n| n > max) {
         return Err(too_long("announced"));
     }
+    let max_len = usize::try_from(max).unwrap_or(usize::MAX);
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(http_error)? {
-        let room = usize::try_from(max)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(body.len());
+        let room = max_len - body.len();
         if chunk.len() > room {
             if truncate {
                 body.extend_from_slice(&chunk[..room]);

@@ -240,23 +240,23 @@ impl DownloadLimit {
     /// The limit for a file whose metadata records `recorded` plaintext bytes (if any).
     /// A recorded size over the configured maximum is refused before any request.
     fn for_file(recorded: Option<u64>, max: u64) -> Result<Self> {
-        match recorded.map(|size| size.saturating_add(GCM_OVERHEAD as u64)) {
-            Some(expected) if expected > max => Err(SdkError::DownloadTooLarge {
-                limit: max,
-                reason: format!(
-                    "the file is {} bytes, more than max_download_size allows",
-                    recorded.unwrap_or_default()
-                ),
-            }),
-            Some(expected) => Ok(Self {
-                bytes: expected,
-                recorded,
-            }),
-            None => Ok(Self {
+        let Some(size) = recorded else {
+            return Ok(Self {
                 bytes: max,
                 recorded: None,
-            }),
+            });
+        };
+        let expected = size.saturating_add(GCM_OVERHEAD as u64);
+        if expected > max {
+            return Err(SdkError::DownloadTooLarge {
+                limit: max,
+                reason: format!("the file is {size} bytes, more than max_download_size allows"),
+            });
         }
+        Ok(Self {
+            bytes: expected,
+            recorded,
+        })
     }
 
     /// Refuses `bytes` (what the server `announced` or has `sent` so far) over the limit.

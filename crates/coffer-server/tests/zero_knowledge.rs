@@ -36,7 +36,7 @@ fn text_forms(text: &str) -> Vec<(String, Vec<u8>)> {
 /// Hex and base64 forms of bytes: for each of the three alignments the base64 characters that
 /// depend only on `data`, in the standard and the URL-safe alphabet.
 fn binary_forms(data: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = coffer_crypto::encode_hex(data);
     let mut forms = vec![
         ("hex".to_owned(), hex.clone().into_bytes()),
         ("HEX".to_owned(), hex.to_uppercase().into_bytes()),

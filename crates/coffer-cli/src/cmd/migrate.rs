@@ -125,7 +125,7 @@ fn report(
         for t in actual {
             tables.insert(
                 t.name.to_owned(),
-                json!({ "rows": t.rows, "sha256": hex(&t.sha256) }),
+                json!({ "rows": t.rows, "sha256": coffer_crypto::encode_hex(&t.sha256) }),
             );
         }
         let mut out = json!({ "tables": tables, "verified": verified });
@@ -147,13 +147,17 @@ fn report(
             let mark = if e == a {
                 String::new()
             } else {
-                format!("  MISMATCH: source {} rows, {}", e.rows, hex(&e.sha256))
+                format!(
+                    "  MISMATCH: source {} rows, {}",
+                    e.rows,
+                    coffer_crypto::encode_hex(&e.sha256)
+                )
             };
             output::line(format!(
                 "{:<20} {:>8}  {}{mark}",
                 a.name,
                 a.rows,
-                hex(&a.sha256)
+                coffer_crypto::encode_hex(&a.sha256)
             ))?;
         }
         let total: usize = actual.iter().map(|t| t.rows).sum();
@@ -197,10 +201,6 @@ fn describe(url: &str) -> String {
         }
         None => format!("{scheme}://{rest}"),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---- checksums -----------------------------------------------------------------------------
@@ -459,7 +459,7 @@ mod tests {
         );
         // An empty table has the digest of nothing.
         assert_eq!(
-            hex(&summarize(&Snapshot::default())[0].sha256),
+            coffer_crypto::encode_hex(&summarize(&Snapshot::default())[0].sha256),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }

@@ -339,8 +339,7 @@ fn env_cache_name(config: &Config) -> String {
         .or_else(|| config.get(keys::CLIENT_KEY))
         .unwrap_or_default();
     let digest = coffer_crypto::sha256(device.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("ksm-config-{hex}")
+    format!("ksm-config-{}", coffer_crypto::encode_hex(&digest[..8]))
 }
 
 /// The exit code of a partly failed delete: "not found" when every failure says so,

@@ -836,15 +836,13 @@ async fn get(
             per_record.push((r.uid().to_owned(), values));
         }
         if json {
-            let mut list: Vec<Value> = per_record
-                .into_iter()
-                .map(|(uid, values)| json!({ "uid": uid, "values": values }))
-                .collect();
-            if several {
-                output::json(&json!({ "records": list }))?;
-            } else if !list.is_empty() {
-                output::json(&list.remove(0))?;
-            }
+            one_or_records(
+                per_record
+                    .into_iter()
+                    .map(|(uid, values)| json!({ "uid": uid, "values": values }))
+                    .collect(),
+                several,
+            )?;
         } else {
             let mut out = std::io::stdout().lock();
             for (_, values) in per_record {
@@ -857,15 +855,13 @@ async fn get(
         return Ok(());
     }
     if json {
-        let list: Vec<Value> = records
-            .iter()
-            .map(|r| record_json(r, unmask, &mut masked))
-            .collect();
-        if several {
-            output::json(&json!({ "records": list }))?;
-        } else if let Some(one) = list.into_iter().next() {
-            output::json(&one)?;
-        }
+        one_or_records(
+            records
+                .iter()
+                .map(|r| record_json(r, unmask, &mut masked))
+                .collect(),
+            several,
+        )?;
     } else {
         let texts: Vec<String> = records
             .iter()
@@ -876,6 +872,14 @@ async fn get(
     }
     masked_note(masked);
     Ok(())
+}
+
+/// Prints the one object asked for, or `{"records": [...]}` when several UIDs were asked for.
+fn one_or_records(mut list: Vec<Value>, several: bool) -> Result<()> {
+    if several || list.len() != 1 {
+        return output::json(&json!({ "records": list }));
+    }
+    output::json(&list.remove(0))
 }
 
 async fn notation_cmd(global: &ClientGlobal, notation: &str, json: bool) -> Result<()> {
